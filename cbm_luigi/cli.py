@@ -1,0 +1,61 @@
+"""The ``cbm-etl`` command: operations commands; loads delegate to Luigi (``luigi.build``).
+
+Each sub-command lives in ``cbm_luigi/commands/<name>.py`` with ``add_parser(subparsers)``; the handler returns
+the exit code.  Configure logging here only (entry point), with the run id on every line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from cbm_luigi import __version__
+from cbm_luigi.errors import CbmError
+
+COMMAND_MODULES = ("setup", "run", "demo")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    from cbm_luigi.runlog import RUN_ID
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=f"%(asctime)s %(levelname)s [run {RUN_ID[:8]}] %(name)s: %(message)s",
+    )
+    logging.getLogger("luigi-interface").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # luigi.build would add its own handler to "luigi-interface" (every line printed twice): logging is
+    # configured here, so tell Luigi it already is.
+    import luigi.setup_logging
+
+    luigi.setup_logging.InterfaceLogging._configured = True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cbm-etl", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"cbm-luigi {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (SQL statements)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"cbm_luigi.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except CbmError as exc:
+        print(f"cbm-etl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cbm-etl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of ``cbm-etl``; each module exposes ``add_parser(subparsers)``."""

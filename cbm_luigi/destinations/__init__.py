@@ -1,0 +1,54 @@
+"""Destination dialects and the factory that picks one from the target URL.
+
+``duckdb:///path.duckdb`` (embedded default), ``postgresql+psycopg://...``; SQL Server comes as its own dialect.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from cbm_luigi.config import redact
+from cbm_luigi.destinations.base import Dialect, Target
+from cbm_luigi.destinations.duckdb import DuckDBDialect
+from cbm_luigi.destinations.postgresql import PostgresDialect
+from cbm_luigi.errors import ConfigError
+
+_DIALECTS: dict[str, type[Dialect]] = {"duckdb": DuckDBDialect, "postgresql": PostgresDialect}
+
+
+def register_dialect(backend: str, cls: type[Dialect]) -> None:
+    _DIALECTS[backend] = cls
+
+
+def dialect_for_url(url: str) -> Dialect:
+    try:
+        backend = sa.engine.make_url(url).get_backend_name()
+    except Exception as exc:
+        raise ConfigError(f"CBM_TARGET {redact(url)!r} is not a valid URL (e.g. duckdb:///data/ods.duckdb)") from exc
+    if backend not in _DIALECTS:
+        raise ConfigError(
+            f"CBM_TARGET backend {backend!r} is not supported; use one of {', '.join(sorted(_DIALECTS))}"
+        )
+    return _DIALECTS[backend].for_url(sa.engine.make_url(url))
+
+
+@functools.lru_cache(maxsize=8)
+def open_target(url: str) -> Target:
+    """One Target per URL and process.  DuckDB connections are not pooled (single writer per file)."""
+    dialect = dialect_for_url(url)
+    u = sa.engine.make_url(url)
+    kwargs: dict[str, object] = {}
+    if dialect.single_writer:
+        kwargs["poolclass"] = sa.pool.NullPool
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = sa.create_engine(url, **kwargs)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise ConfigError(f"cannot use CBM_TARGET {redact(url)!r}: {exc}") from exc
+    return Target(url, dialect, engine)

@@ -1,0 +1,192 @@
+"""Extraction: source SELECT -> Arrow record batches -> transform -> snappy parquet files + manifest.
+
+Reads the table spec and the source; writes ``<cache>/<table>/<batch>__<mode>/`` holding ``part-NNNNN.parquet``
+files and ``_manifest.json``.  Everything is written into a temporary sibling directory and renamed when
+complete, so a half-written extract never counts as done.  Memory is bounded by one record batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cbm_luigi import transform
+from cbm_luigi.errors import SourceError
+from cbm_luigi.metadata import (
+    BIGINT, BINARY, BOOLEAN, DATE, DECIMAL, FLOAT, INTEGER, STRING, TIMESTAMP, TIMESTAMP_TZ,
+    ColumnSpec, TableSpec,
+)
+from cbm_luigi.sources import Source
+from cbm_luigi.sources.flavors import Window
+
+log = logging.getLogger(__name__)
+MANIFEST = "_manifest.json"
+
+
+def arrow_type(col: ColumnSpec, max_precision: int = 38) -> pa.DataType:
+    """The Arrow type a column is read into (the parquet cache's schema)."""
+    t = col.logical_type
+    if t == STRING:
+        return pa.string()
+    if t == INTEGER:
+        return pa.int32()
+    if t == BIGINT:
+        return pa.int64()
+    if t == DECIMAL:
+        s = col.scale or 0
+        p = min(max(col.precision or max_precision, s, 1), max_precision)
+        return pa.decimal128(p, min(s, p))
+    if t == FLOAT:
+        return pa.float64()
+    if t == BOOLEAN:
+        return pa.bool_()
+    if t == DATE:
+        return pa.date32()
+    if t == TIMESTAMP:
+        return pa.timestamp("us")
+    if t == TIMESTAMP_TZ:
+        return pa.timestamp("us", tz="UTC")
+    if t == BINARY:
+        return pa.binary()
+    raise SourceError(f"column {col.column_name}: unknown logical type {t!r}")
+
+
+def source_schema(spec: TableSpec) -> pa.Schema:
+    return pa.schema([pa.field(c.sql_name, arrow_type(c)) for c in spec.loaded_columns])
+
+
+@dataclass
+class Manifest:
+    """What an extract holds; written last, read by the staging and merge steps."""
+
+    table: str
+    batch: str
+    mode: str
+    source_clock: str  # ISO, the source's clock when the extraction started: the next watermark
+    window: str
+    window_since: str | None
+    rows: int
+    files: list[str]
+    columns: list[str]
+    hash_columns: list[str]
+    run_id: str
+    extract_seconds: float
+    transform_seconds: float
+    cleaning: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def source_clock_ts(self) -> datetime:
+        return datetime.fromisoformat(self.source_clock)
+
+    def paths(self, directory: Path) -> list[Path]:
+        return [directory / f for f in self.files]
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        return cls(**data)
+
+
+def extract_dir(cache_dir: Path, spec: TableSpec, batch: str, mode: str) -> Path:
+    return cache_dir / spec.sql_name / f"{batch.replace(':', '-')}__{mode}"
+
+
+def extract_to_parquet(
+    spec: TableSpec,
+    source: Source,
+    *,
+    window: Window,
+    out_dir: Path,
+    batch: str,
+    mode: str,
+    run_id: str,
+    min_date: date,
+    max_date: date,
+    batch_rows: int = 50_000,
+    rows_per_file: int = 1_000_000,
+    progress: Callable[[int, float], None] | None = None,
+) -> Manifest:
+    """Run the extraction and write the extract atomically.  Returns its manifest."""
+    started = time.perf_counter()
+    clock = source.clock()  # before the SELECT: rows changed during the read are caught by the next run
+    sql, params = source.flavor.select_sql(spec, source.schema, window)
+    log.info("%s: extracting (%s)", spec.table_name, window.reason)
+    log.debug("%s: %s %s", spec.table_name, sql, params)
+    schema = source_schema(spec)
+    hash_cols = list(spec.business_columns)
+    load_ts = datetime.now().replace(microsecond=0)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".tmp-{out_dir.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    files: list[str] = []
+    rows = 0
+    transform_seconds = 0.0
+    cleaning = transform.CleaningStats({}, {})
+    writer: pq.ParquetWriter | None = None
+    rows_in_file = 0
+    try:
+        for rb in source.read_batches(sql, params, schema, batch_rows):
+            t0 = time.perf_counter()
+            out, stats = transform.transform_batch(
+                rb, hash_columns=hash_cols, date_modif_col=spec.date_modif_col, load_ts=load_ts,
+                min_date=min_date, max_date=max_date,
+            )
+            transform_seconds += time.perf_counter() - t0
+            cleaning.merge(stats)
+            if writer is None or rows_in_file >= rows_per_file:
+                if writer is not None:
+                    writer.close()
+                files.append(f"part-{len(files):05d}.parquet")
+                writer = pq.ParquetWriter(tmp / files[-1], out.schema, compression="snappy")
+                rows_in_file = 0
+            writer.write_batch(out)
+            rows += out.num_rows
+            rows_in_file += out.num_rows
+            if progress:
+                progress(rows, time.perf_counter() - started)
+        if writer is None:  # no rows: still write an empty file carrying the schema
+            empty = transform.add_technical_columns(
+                pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema),
+                hash_columns=hash_cols, date_modif_col=spec.date_modif_col, load_ts=load_ts,
+            )
+            files.append("part-00000.parquet")
+            writer = pq.ParquetWriter(tmp / files[-1], empty.schema, compression="snappy")
+            writer.write_batch(empty)
+        writer.close()
+        writer = None
+        manifest = Manifest(
+            table=spec.table_name, batch=batch, mode=mode, source_clock=clock.isoformat(),
+            window=window.reason, window_since=window.since.isoformat() if window.since else None, rows=rows,
+            files=files, columns=[f.name for f in schema], hash_columns=hash_cols, run_id=run_id,
+            extract_seconds=round(time.perf_counter() - started, 3),
+            transform_seconds=round(transform_seconds, 3), cleaning=cleaning.as_dict(),
+            created=datetime.now().isoformat(timespec="seconds"),
+        )
+        (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+        if out_dir.exists():  # a leftover without manifest cannot be complete: replace it
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if cleaning.total():
+        log.warning("%s: cleaning changed values: %s", spec.table_name, cleaning.as_dict())
+    log.info("%s: extracted %d rows in %.2fs (transform %.2fs)", spec.table_name, rows,
+             manifest.extract_seconds, transform_seconds)
+    return manifest

@@ -1,0 +1,166 @@
+"""Staging and merge steps: parquet extract -> ``stg.<table>`` -> MERGE into ``ods.<table>``.
+
+``stage``: checks keys (no duplicates, no NULLs) on the parquet files, then in ONE transaction creates or
+evolves ``stg.<table>``, empties it, bulk loads it, and records which batch it holds (etl.ETL_StagingState).
+``merge``: in ONE transaction checks that staging holds its batch, creates or evolves ``ods.<table>``, merges,
+moves the watermark forward, writes the completion marker and the run-log rows.  A crash anywhere rolls back
+to the state before the step; re-running finishes exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from cbm_luigi import runlog
+from cbm_luigi.destinations.base import ColumnDef, Connection, MergeCounts, Target
+from cbm_luigi.errors import DataError, TargetError
+from cbm_luigi.extract import Manifest
+from cbm_luigi.metadata import ETL_STAGING_STATE, ETL_TABLES, TableSpec
+from cbm_luigi.transform import TECHNICAL_COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+def _dq(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def check_keys(spec: TableSpec, files: Sequence[Path], sample: int = 5) -> None:
+    """Refuse an extract whose primary key has duplicates or NULLs, naming sample keys."""
+    if not files:
+        return
+    keys = ", ".join(_dq(k) for k in spec.primary_key)
+    con = duckdb.connect()
+    try:
+        rel = "read_parquet(?)"
+        paths = [str(f) for f in files]
+        null_cond = " OR ".join(f"{_dq(k)} IS NULL" for k in spec.primary_key)
+        nulls = con.execute(f"SELECT COUNT(*) FROM {rel} WHERE {null_cond}", [paths]).fetchone()
+        if nulls and nulls[0]:
+            raise DataError(
+                f"table {spec.table_name}: {nulls[0]} row(s) have a NULL in the primary key "
+                f"({', '.join(spec.primary_key)}); fix the source or PrimaryKeyCols. ODS left untouched."
+            )
+        dups = con.execute(
+            f"SELECT {keys}, COUNT(*) AS n FROM {rel} GROUP BY {keys} HAVING COUNT(*) > 1 "
+            f"ORDER BY n DESC, {keys} LIMIT {int(sample)}", [paths],
+        ).fetchall()
+        if dups:
+            total = con.execute(
+                f"SELECT COUNT(*) FROM (SELECT {keys} FROM {rel} GROUP BY {keys} HAVING COUNT(*) > 1)", [paths]
+            ).fetchone()
+            shown = "; ".join(
+                ", ".join(f"{k}={v!r}" for k, v in zip(spec.primary_key, row[:-1], strict=True)) + f" (x{row[-1]})"
+                for row in dups
+            )
+            raise DataError(
+                f"table {spec.table_name}: {total[0] if total else len(dups)} duplicate primary key(s) "
+                f"({', '.join(spec.primary_key)}) in the extract, e.g. {shown}. "
+                "Check PrimaryKeyCols in config.ETL_Tables. The ODS was left untouched."
+            )
+    finally:
+        con.close()
+
+
+@dataclass(frozen=True)
+class StagingState:
+    batch: str
+    mode: str
+    rows: int
+
+
+def _manifest_columns(spec: TableSpec, manifest: Manifest) -> list[ColumnDef]:
+    """Staging columns of this extract (the spec may have changed since the extract was taken)."""
+    d_cols = {c.sql_name: c for c in spec.columns}
+    missing = [c for c in manifest.columns if c not in d_cols]
+    if missing:
+        raise TargetError(
+            f"table {spec.table_name}: extract of batch {manifest.batch} has column(s) {', '.join(missing)} "
+            "unknown to config.ETL_Columns; remove the extract (cbm-etl cleanup-cache) and run again"
+        )
+    return [ColumnDef(c, "") for c in manifest.columns]
+
+
+def stage(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[Path]) -> int:
+    """Load ``stg.<table>`` with this extract, atomically; returns the number of rows staged."""
+    check_keys(spec, files)
+    d = target.dialect
+    started = time.perf_counter()
+    _manifest_columns(spec, manifest)
+    columns = [*manifest.columns, *TECHNICAL_COLUMNS]
+    with target.begin() as conn:
+        target.ensure_table(conn, "stg", spec.sql_name, d.staging_columns(spec))
+        conn.execute(d.truncate_sql("stg", spec.sql_name))
+        rows = d.load_staging(conn, spec, files, columns)
+        if rows >= 0 and rows != manifest.rows:
+            raise TargetError(
+                f"table {spec.table_name}: staged {rows} rows but the extract holds {manifest.rows}; rolled back"
+            )
+        _set_staging_state(conn, spec, manifest)
+        runlog.write_log(conn, spec.table_name, "load_staging", "success", batch=manifest.batch,
+                         mode=manifest.mode, rows=manifest.rows, duration=time.perf_counter() - started)
+    log.info("%s: staged %d rows in %.2fs", spec.table_name, manifest.rows, time.perf_counter() - started)
+    return manifest.rows
+
+
+def _set_staging_state(conn: Connection, spec: TableSpec, manifest: Manifest) -> None:
+    d = conn.dialect
+    q = d.quote
+    t = d.qualified(ETL_STAGING_STATE.schema, ETL_STAGING_STATE.name)
+    conn.execute(f"DELETE FROM {t} WHERE {q('TableName')} = :t", {"t": spec.table_name})
+    conn.execute(
+        f"INSERT INTO {t} ({q('TableName')}, {q('Batch')}, {q('Mode')}, {q('RowsStaged')}, {q('SourceClockTs')}, "
+        f"{q('RunId')}, {q('LoadedTs')}) VALUES (:t, :b, :m, :n, :c, :r, :ts)",
+        {"t": spec.table_name, "b": manifest.batch, "m": manifest.mode, "n": manifest.rows,
+         "c": manifest.source_clock_ts, "r": runlog.RUN_ID, "ts": runlog.now()},
+    )
+
+
+def staging_state(target: Target, table: str, conn: Connection | None = None) -> StagingState | None:
+    d = target.dialect
+    q = d.quote
+    sql = d.lock_staging_state_sql() if conn is not None else None
+    sql = sql or (f"SELECT {q('Batch')}, {q('Mode')}, {q('RowsStaged')} FROM "
+                  f"{d.qualified(ETL_STAGING_STATE.schema, ETL_STAGING_STATE.name)} WHERE {q('TableName')} = :t")
+    row = conn.fetchone(sql, {"t": table}) if conn is not None else target.fetchone(sql, {"t": table})
+    return StagingState(str(row[0]), str(row[1]), int(row[2] or 0)) if row else None
+
+
+def merge(target: Target, spec: TableSpec, manifest: Manifest, flow_seconds: float | None = None) -> MergeCounts:
+    """MERGE staging into the ODS with watermark, marker and run-log rows in one transaction."""
+    d = target.dialect
+    q = d.quote
+    started = time.perf_counter()
+    with target.begin() as conn:
+        state = staging_state(target, spec.table_name, conn)
+        if state is None or state.batch != manifest.batch:
+            held = state.batch if state else "nothing"
+            raise TargetError(
+                f"table {spec.table_name}: staging holds {held}, not batch {manifest.batch}; "
+                "run the same command again: the staging step reloads it from the parquet cache"
+            )
+        target.ensure_table(conn, "ods", spec.sql_name, d.ods_columns(spec), spec.primary_key)
+        counts = d.merge(conn, spec, manifest.batch, state.rows)
+        t = d.qualified(ETL_TABLES.schema, ETL_TABLES.name)
+        conn.execute(
+            f"UPDATE {t} SET {q('LastSuccessTs')} = :ts WHERE {q('TableName')} = :t "
+            f"AND ({q('LastSuccessTs')} IS NULL OR {q('LastSuccessTs')} < :ts)",
+            {"ts": manifest.source_clock_ts, "t": spec.table_name},
+        )
+        runlog.write_marker(conn, spec.table_name, manifest.batch, manifest.mode)
+        merge_seconds = time.perf_counter() - started
+        runlog.write_log(conn, spec.table_name, "merge_ods", "success", batch=manifest.batch, mode=manifest.mode,
+                         rows=counts.staged, inserted=counts.inserted, updated=counts.updated,
+                         unchanged=counts.unchanged, duration=merge_seconds)
+        runlog.write_log(conn, spec.table_name, "flow_complete", "success", batch=manifest.batch,
+                         mode=manifest.mode, rows=counts.staged, inserted=counts.inserted, updated=counts.updated,
+                         unchanged=counts.unchanged, duration=flow_seconds)
+    log.info("%s: merged batch %s: %d inserted, %d updated, %d unchanged in %.2fs", spec.table_name,
+             manifest.batch, counts.inserted, counts.updated, counts.unchanged, merge_seconds)
+    return counts
