@@ -1,7 +1,8 @@
 """Per-batch transformation of extracted rows: cleaning, canonical text, hashdiff and technical columns.
 
-Every function here works on whole Arrow arrays with ``pyarrow.compute`` (no per-row Python loops);
-the SHA-256 step runs in DuckDB's ``sha256()`` (see docs/HASHDIFF.md for the measurements).
+Every function here works on whole Arrow arrays with ``pyarrow.compute`` (no per-row Python loops),
+except the SHA-256 step itself: ``hashlib`` over the row strings' bytes measured 4x faster than
+DuckDB's ``sha256()`` (see docs/HASHDIFF.md for the figures and the command).
 
 The hashdiff is defined in docs/HASHDIFF.md precisely enough to be re-implemented in T-SQL:
 
@@ -15,6 +16,7 @@ The hashdiff is defined in docs/HASHDIFF.md precisely enough to be re-implemente
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import os
 import threading
@@ -33,6 +35,7 @@ __all__ = [
     "canonical_text",
     "clean_batch",
     "compute_hashdiff",
+    "row_strings",
     "transform_batch",
 ]
 
@@ -47,7 +50,12 @@ _TS_US = pa.timestamp("us")
 _EPOCH = datetime.date(1970, 1, 1)
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
-_TICKS_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+_TICKS_PER_DAY = {
+    "s": 86_400,
+    "ms": 86_400_000,
+    "us": 86_400_000_000,
+    "ns": 86_400_000_000_000,
+}
 
 # Scientific notation as printed by Arrow for floats ("1e+20", "-1.25e-7") and decimals ("1.000E-7").
 _SCIENTIFIC = r"^(?P<sign>-?)(?P<int>\d+)(?:\.(?P<frac>\d*))?[eE](?P<exp>[+-]?\d+)$"
@@ -175,9 +183,12 @@ def _expand_scientific(text: pa.Array, marker: str) -> pa.Array:
 
 def _normalise_plain(text: pa.Array) -> pa.Array:
     """No trailing fraction zeros or dot, no leading zeros, ``-0`` -> ``0``."""
-    text = pc.replace_substring_regex(text, r"^(-?\d+\.\d*?)0+$", r"\1")  # 1.500 -> 1.5, 10.000 -> 10.
-    text = pc.replace_substring_regex(text, r"^(-?\d+)\.$", r"\1")  # 10. -> 10
-    text = pc.replace_substring_regex(text, r"^(-?)0+(\d)", r"\1\2")  # 000 -> 0, 007 -> 7
+    # 1.500 -> 1.5, 10.000 -> 10.
+    text = pc.replace_substring_regex(text, r"^(-?\d+\.\d*?)0+$", r"\1")
+    # 10. -> 10
+    text = pc.replace_substring_regex(text, r"^(-?\d+)\.$", r"\1")
+    # 000 -> 0, 007 -> 7
+    text = pc.replace_substring_regex(text, r"^(-?)0+(\d)", r"\1\2")
     return pc.replace_substring_regex(text, r"^-0$", "0")
 
 
@@ -190,7 +201,9 @@ def _expand_exponent(text: pa.Array) -> pa.Array:
     sign = pc.struct_field(parts, "sign")
     integer = pc.struct_field(parts, "int")
     fraction = pc.struct_field(parts, "frac")
-    exponent = pc.cast(pc.replace_substring(pc.struct_field(parts, "exp"), "+", ""), pa.int64())
+    exponent = pc.cast(
+        pc.replace_substring(pc.struct_field(parts, "exp"), "+", ""), pa.int64()
+    )
     digits = pc.binary_join_element_wise(integer, fraction, "")
     n_digits = pc.cast(pc.utf8_length(digits), pa.int64())
     # position of the decimal point inside ``digits`` once the exponent is applied
@@ -199,13 +212,19 @@ def _expand_exponent(text: pa.Array) -> pa.Array:
     before = pc.less_equal(point, 0)  # 0.000ddd
     after = pc.greater_equal(point, n_digits)  # ddd000
     small = pc.binary_join_element_wise(
-        "0.", pc.binary_repeat("0", pc.max_element_wise(pc.negate(point), 0)), digits, ""
+        "0.",
+        pc.binary_repeat("0", pc.max_element_wise(pc.negate(point), 0)),
+        digits,
+        "",
     )
     large = pc.binary_join_element_wise(
-        digits, pc.binary_repeat("0", pc.max_element_wise(pc.subtract(point, n_digits), 0)), ""
+        digits,
+        pc.binary_repeat("0", pc.max_element_wise(pc.subtract(point, n_digits), 0)),
+        "",
     )
     plain = pc.if_else(before, small, large)
-    inside = pc.invert(pc.or_(before, after))  # dd.ddd: the point falls between two digits
+    # dd.ddd: the point falls between two digits (never produced by Arrow, handled anyway)
+    inside = pc.invert(pc.or_(before, after))
     if pc.any(inside).as_py():
         for position in pc.unique(pc.filter(point, inside)).to_pylist():
             here = pc.and_(inside, pc.equal(point, position))
@@ -221,7 +240,9 @@ def _hex_text(array: pa.Array) -> pa.Array:
     large = pa.types.is_large_binary(array.type)
     offset_type = pa.int64() if large else pa.int32()
     n = len(array)
-    offsets = pa.Array.from_buffers(offset_type, n + 1, [None, array.buffers()[1]], offset=array.offset)
+    offsets = pa.Array.from_buffers(
+        offset_type, n + 1, [None, array.buffers()[1]], offset=array.offset
+    )
     start = offsets[0].as_py()
     end = offsets[n].as_py()
     data = array.buffers()[2]
@@ -256,7 +277,9 @@ def _timestamp_us_naive(array: pa.Array) -> pa.Array:
 # --------------------------------------------------------------------------------------------------
 
 
-def compute_hashdiff(batch: pa.RecordBatch | pa.Table, columns: Sequence[str]) -> pa.Array:
+def compute_hashdiff(
+    batch: pa.RecordBatch | pa.Table, columns: Sequence[str]
+) -> pa.Array:
     """Hashdiff of every row of ``batch`` over ``columns`` (in that order).
 
     Returns a non-null ``pa.string()`` array of 64-character lowercase hex SHA-256 digests.
@@ -281,25 +304,72 @@ def _column_index(schema: pa.Schema, name: str) -> int:
     if index < 0:
         if name in schema.names:
             raise ValueError(f"column {name!r} appears more than once in the batch")
-        raise ValueError(f"column {name!r} is not in the batch (columns: {', '.join(schema.names)})")
+        raise ValueError(
+            f"column {name!r} is not in the batch (columns: {', '.join(schema.names)})"
+        )
     return index
 
 
 def _row_strings(arrays: Sequence[pa.Array | pa.ChunkedArray], n_rows: int) -> pa.Array:
+    """``F1|F2|...`` with ``Fi`` = ``<length>:<text>`` or ``~``, as one ``binary_join_element_wise``.
+
+    Each field contributes two arguments to the join: a prefix (``|`` unless first, then the length
+    and ``:``, or ``~`` for NULL) and its text, which is NULL for NULL values and skipped.
+    """
     if not arrays:
-        return pa.repeat(pa.scalar("", type=pa.large_string()), n_rows)
-    fields = [_encode_field(canonical_text(array)) for array in arrays]
-    if len(fields) == 1:
-        return fields[0]
-    return pc.binary_join_element_wise(*fields, pa.scalar(FIELD_SEPARATOR, pa.large_string()))
+        return pa.repeat(pa.scalar("", type=pa.string()), n_rows)
+    parts: list[pa.Array] = []
+    for position, array in enumerate(arrays):
+        text = canonical_text(array)
+        parts.append(_field_prefix(text, "" if position == 0 else FIELD_SEPARATOR))
+        parts.append(text)
+    # int32 offsets are enough unless the rows of this batch add up to 2 GiB.
+    text_type = (
+        pa.string()
+        if sum(part.nbytes for part in parts) < _MAX_INT32
+        else pa.large_string()
+    )
+    parts = [
+        part if part.type == text_type else pc.cast(part, text_type) for part in parts
+    ]
+    return pc.binary_join_element_wise(
+        *parts, pa.scalar("", type=text_type), null_handling="skip"
+    )
 
 
-def _encode_field(text: pa.Array) -> pa.Array:
-    """``<length in characters>:<text>`` for a value, ``~`` for NULL."""
-    text = pc.cast(text, pa.large_string())
-    length = pc.cast(pc.utf8_length(text), pa.large_string())
-    encoded = pc.binary_join_element_wise(length, text, pa.scalar(LENGTH_SEPARATOR, pa.large_string()))
-    return pc.fill_null(encoded, pa.scalar(NULL_FIELD, pa.large_string()))
+_MAX_INT32 = 2**31 - 1
+_PREFIX_TABLE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=4)
+def _prefix_table(separator: str) -> pa.Array:
+    """``[sep + "0:", sep + "1:", ...]`` so that a length's prefix is a ``take``."""
+    return pa.array(
+        [
+            f"{separator}{length}{LENGTH_SEPARATOR}"
+            for length in range(_PREFIX_TABLE_SIZE)
+        ],
+        type=pa.string(),
+    )
+
+
+def _field_prefix(text: pa.Array, separator: str) -> pa.Array:
+    """``<separator><length in characters>:`` for values, ``<separator>~`` for NULLs."""
+    null_prefix = pa.scalar(separator + NULL_FIELD, type=pa.string())
+    lengths = pc.utf8_length(text)
+    longest = pc.max(lengths).as_py()
+    if longest is None:
+        return pa.repeat(null_prefix, len(text))
+    if longest < _PREFIX_TABLE_SIZE:
+        prefix = pc.take(_prefix_table(separator), lengths)
+    else:
+        prefix = pc.binary_join_element_wise(
+            separator,
+            pc.cast(lengths, pa.string()),
+            LENGTH_SEPARATOR,
+            pa.scalar("", type=pa.string()),
+        )
+    return pc.fill_null(prefix, null_prefix)
 
 
 _local = threading.local()
@@ -318,11 +388,17 @@ def _duckdb_connection() -> Any:
 
 
 def _sha256_hex_duckdb(rows: pa.Array) -> pa.Array:
-    """Lowercase hex SHA-256 of each string's UTF-8 bytes, computed by DuckDB's ``sha256()``."""
+    """Lowercase hex SHA-256 of each string's UTF-8 bytes, computed by DuckDB's ``sha256()``.
+
+    Not used by the pipeline (the hashlib loop is faster, docs/HASHDIFF.md); kept to reproduce the
+    measurement and as a cross-check in the tests.
+    """
     if len(rows) == 0:
         return pa.array([], type=pa.string())
     table = pa.table({"s": pc.cast(rows, pa.large_binary())})
-    result = _duckdb_connection().from_arrow(table).select("sha256(s) AS h").to_arrow_table()
+    result = (
+        _duckdb_connection().from_arrow(table).select("sha256(s) AS h").to_arrow_table()
+    )
     hashes = result.column(0).combine_chunks()
     if len(hashes) != len(rows):  # pragma: no cover - defensive
         raise RuntimeError(f"DuckDB returned {len(hashes)} hashes for {len(rows)} rows")
@@ -330,7 +406,11 @@ def _sha256_hex_duckdb(rows: pa.Array) -> pa.Array:
 
 
 def _sha256_hex_hashlib(rows: pa.Array) -> pa.Array:
-    """Same as :func:`_sha256_hex_duckdb` with ``hashlib`` in a Python loop (reference, benchmark)."""
+    """Lowercase hex SHA-256 of each string's UTF-8 bytes with ``hashlib`` (OpenSSL).
+
+    The loop hashes memoryview slices of the Arrow data buffer: no Python string is decoded or
+    encoded, and each value costs one C call.
+    """
     binary = pc.cast(rows, pa.large_binary())
     if len(binary) == 0:
         return pa.array([], type=pa.string())
@@ -340,11 +420,14 @@ def _sha256_hex_hashlib(rows: pa.Array) -> pa.Array:
     data_buffer = binary.buffers()[2]
     data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
     sha256 = hashlib.sha256
-    digests = [sha256(data[offsets[i] : offsets[i + 1]]).hexdigest() for i in range(len(binary))]
+    digests = [
+        sha256(data[offsets[i] : offsets[i + 1]]).hexdigest()
+        for i in range(len(binary))
+    ]
     return pa.array(digests, type=pa.string())
 
 
-# DuckDB's multi-threaded sha256() measured faster than the hashlib loop (docs/HASHDIFF.md).
+# hashlib measured ~4x faster than DuckDB's sha256() on 40,000 x 300 columns (docs/HASHDIFF.md).
 _sha256_hex = _sha256_hex_hashlib
 
 
@@ -371,7 +454,9 @@ class CleaningStats:
 
     def total(self) -> int:
         """Number of values changed by all rules together."""
-        return sum(self.nulled_out_of_range.values()) + sum(self.removed_nul_chars.values())
+        return sum(self.nulled_out_of_range.values()) + sum(
+            self.removed_nul_chars.values()
+        )
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         """JSON-friendly copy: ``{"nulled_out_of_range": {...}, "removed_nul_chars": {...}}``."""
@@ -392,8 +477,12 @@ def clean_batch(
 
     Everything else is returned untouched (columns without a change keep their original array).
     """
-    if isinstance(min_date, datetime.datetime) or isinstance(max_date, datetime.datetime):
-        raise TypeError("min_date and max_date must be datetime.date, not datetime.datetime")
+    if isinstance(min_date, datetime.datetime) or isinstance(
+        max_date, datetime.datetime
+    ):
+        raise TypeError(
+            "min_date and max_date must be datetime.date, not datetime.datetime"
+        )
     if min_date > max_date:
         raise ValueError(f"min_date {min_date} is after max_date {max_date}")
     low_day = (min_date - _EPOCH).days
@@ -406,18 +495,24 @@ def clean_batch(
         cleaned, nulled = _null_out_of_range(array, low_day, high_day)
         cleaned, unnuled = _remove_nul_chars(cleaned)
         if nulled:
-            stats.nulled_out_of_range[name] = stats.nulled_out_of_range.get(name, 0) + nulled
+            stats.nulled_out_of_range[name] = (
+                stats.nulled_out_of_range.get(name, 0) + nulled
+            )
             if not schema.field(i).nullable:
                 schema = schema.set(i, schema.field(i).with_nullable(True))
         if unnuled:
-            stats.removed_nul_chars[name] = stats.removed_nul_chars.get(name, 0) + unnuled
+            stats.removed_nul_chars[name] = (
+                stats.removed_nul_chars.get(name, 0) + unnuled
+            )
         arrays[i] = cleaned
     if stats.total() == 0:
         return batch, stats
     return pa.RecordBatch.from_arrays(arrays, schema=schema), stats
 
 
-def _null_out_of_range(array: pa.Array, low_day: int, high_day: int) -> tuple[pa.Array, int]:
+def _null_out_of_range(
+    array: pa.Array, low_day: int, high_day: int
+) -> tuple[pa.Array, int]:
     type_ = array.type
     if pa.types.is_dictionary(type_):
         bad_values = _out_of_range_mask(array.dictionary, low_day, high_day)
@@ -427,8 +522,12 @@ def _null_out_of_range(array: pa.Array, low_day: int, high_day: int) -> tuple[pa
         count = _count_true(bad)
         if not count:
             return array, 0
-        indices = pc.if_else(bad, pa.scalar(None, type=array.indices.type), array.indices)
-        return pa.DictionaryArray.from_arrays(indices, array.dictionary, ordered=type_.ordered), count
+        indices = pc.if_else(
+            bad, pa.scalar(None, type=array.indices.type), array.indices
+        )
+        return pa.DictionaryArray.from_arrays(
+            indices, array.dictionary, ordered=type_.ordered
+        ), count
     bad = _out_of_range_mask(array, low_day, high_day)
     if bad is None:
         return array, 0
@@ -458,7 +557,9 @@ def _out_of_range_mask(array: pa.Array, low_day: int, high_day: int) -> pa.Array
         conditions.append(pc.greater_equal(ticks, pa.scalar(high, type=pa.int64())))
     if not conditions:
         return None
-    mask = conditions[0] if len(conditions) == 1 else pc.or_(conditions[0], conditions[1])
+    mask = (
+        conditions[0] if len(conditions) == 1 else pc.or_(conditions[0], conditions[1])
+    )
     return pc.fill_null(mask, False)
 
 
@@ -471,7 +572,9 @@ def _remove_nul_chars(array: pa.Array) -> tuple[pa.Array, int]:
         count = _count_true(pc.fill_null(pc.take(changed, array.indices), False))
         if not count:
             return array, 0
-        return pa.DictionaryArray.from_arrays(array.indices, new_dictionary, ordered=type_.ordered), count
+        return pa.DictionaryArray.from_arrays(
+            array.indices, new_dictionary, ordered=type_.ordered
+        ), count
     cleaned, changed = _remove_nul_chars_plain(array)
     if changed is None:
         return array, 0
@@ -525,7 +628,9 @@ def add_technical_columns(
     if date_modif_col is None:
         ts_source = pa.nulls(n_rows, type=_TS_US)
     else:
-        ts_source = _as_ts_source(batch.column(_column_index(schema, date_modif_col)), date_modif_col)
+        ts_source = _as_ts_source(
+            batch.column(_column_index(schema, date_modif_col)), date_modif_col
+        )
     hashdiff = compute_hashdiff(batch, hash_columns)
     load_value = pa.scalar(_naive_utc(load_ts), type=_TS_US)
     load_array = pa.repeat(load_value, n_rows)
@@ -534,7 +639,9 @@ def add_technical_columns(
         .append(pa.field("ts_source", _TS_US))
         .append(pa.field("load_ts", _TS_US))
     )
-    return pa.RecordBatch.from_arrays([*batch.columns, hashdiff, ts_source, load_array], schema=new_schema)
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, hashdiff, ts_source, load_array], schema=new_schema
+    )
 
 
 def _as_ts_source(array: pa.Array, name: str) -> pa.Array:
@@ -549,12 +656,16 @@ def _as_ts_source(array: pa.Array, name: str) -> pa.Array:
         return pc.cast(pc.cast(array, pa.date32(), safe=False), _TS_US)
     if pa.types.is_timestamp(type_):
         return _timestamp_us_naive(array)
-    raise TypeError(f"date_modif_col {name!r} has type {type_}; expected a date or a timestamp")
+    raise TypeError(
+        f"date_modif_col {name!r} has type {type_}; expected a date or a timestamp"
+    )
 
 
 def _naive_utc(value: datetime.datetime) -> datetime.datetime:
     if not isinstance(value, datetime.datetime):
-        raise TypeError(f"load_ts must be a datetime.datetime, not {type(value).__name__}")
+        raise TypeError(
+            f"load_ts must be a datetime.datetime, not {type(value).__name__}"
+        )
     if value.tzinfo is not None and value.utcoffset() is not None:
         return value.astimezone(datetime.UTC).replace(tzinfo=None)
     return value.replace(tzinfo=None)
@@ -576,6 +687,9 @@ def transform_batch(
         _column_index(batch.schema, date_modif_col)
     cleaned, stats = clean_batch(batch, min_date=min_date, max_date=max_date)
     result = add_technical_columns(
-        cleaned, hash_columns=hash_columns, date_modif_col=date_modif_col, load_ts=load_ts
+        cleaned,
+        hash_columns=hash_columns,
+        date_modif_col=date_modif_col,
+        load_ts=load_ts,
     )
     return result, stats

@@ -263,6 +263,9 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         try:
             if pa.types.is_boolean(field.type) and pa.types.is_string(arr.type):
                 arrays.append(_column_to_arrow(arr.to_pylist(), field.type))
+            elif pa.types.is_float32(arr.type) and pa.types.is_float64(field.type):
+                # REAL 229.312 would widen to 229.31199645996094: go through its shortest text instead
+                arrays.append(arr.cast(pa.string()).cast(field.type))
             else:
                 arrays.append(arr.cast(field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

@@ -1,0 +1,82 @@
+"""Test helpers: register the demo tables, and read source and ODS rows as comparable values."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from cbm_luigi import demo_data
+from cbm_luigi.commands.setup import sync_tables
+from cbm_luigi.destinations import open_target
+from cbm_luigi.metadata import MetadataStore, TableSpec
+from cbm_luigi.tasks.common import clear_caches, settings
+
+
+def register_demo_tables(tables: list[str] | None = None) -> MetadataStore:
+    """init-db, sync-columns and add-table for the demo tables, with the demo's own configuration."""
+    target = open_target(settings().target)
+    target.init_db()
+    names = tables or [t.name for t in demo_data.DEMO_TABLES]
+    sync_tables(names)
+    store = MetadataStore(target)
+    for name in names:
+        t = demo_data.demo_table(name)
+        store.register_table(
+            t.name, primary_key=list(t.primary_key), date_modif_col=t.date_modif_col,
+            precision=t.date_modif_precision, lookback=t.lookback, priority=t.priority,
+            is_dimension=t.is_dimension, is_fact=not t.is_dimension,
+        )
+    clear_caches()
+    return store
+
+
+def norm(v: Any) -> Any:
+    """A value in a form equal across databases and drivers."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, Decimal):
+        return format(v.normalize(), "f") if v != 0 else "0"
+    if isinstance(v, float):
+        return format(Decimal(repr(v)).normalize(), "f") if v != 0 else "0"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, dt.datetime):
+        return v.replace(tzinfo=None).isoformat(sep=" ")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, str):
+        return v.rstrip(" ")  # char(n) columns come back space-padded from PostgreSQL
+    return v
+
+
+def spec_of(table: str) -> TableSpec:
+    return MetadataStore(open_target(settings().target)).table_spec(table)
+
+
+def ods_rows(table: str) -> set[tuple[Any, ...]]:
+    spec = spec_of(table)
+    target = open_target(settings().target)
+    d = target.dialect
+    cols = ", ".join(d.quote(c.sql_name) for c in spec.loaded_columns)
+    return {tuple(norm(v) for v in r) for r in target.fetchall(f"SELECT {cols} FROM {d.qualified('ods', spec.sql_name)}")}
+
+
+def pg_source_rows(pg_source: Any, table: str) -> set[tuple[Any, ...]]:
+    spec = spec_of(table)
+    cols = ", ".join('"' + c.column_name + '"' for c in spec.loaded_columns)
+    rows = pg_source.execute(f'SELECT {cols} FROM "{pg_source.schema}"."{table}"')
+    return {tuple(norm(v) for v in r) for r in rows}
+
+
+def log_rows(run_id: str | None = None) -> list[dict[str, Any]]:
+    target = open_target(settings().target)
+    d = target.dialect
+    names = ["RunId", "TableName", "Batch", "Mode", "StepName", "Status", "RowsProcessed", "RowsInserted",
+             "RowsUpdated", "RowsUnchanged", "ErrorMessage", "LogTs"]
+    sql = f"SELECT {', '.join(d.quote(n) for n in names)} FROM {d.qualified('etl', 'ETL_Log')}"
+    rows = [dict(zip(names, r, strict=True)) for r in target.fetchall(sql)]
+    rows.sort(key=lambda r: r["LogTs"])
+    return [r for r in rows if run_id is None or r["RunId"] == run_id]
