@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from cbm_luigi import __version__
 from cbm_luigi.errors import CbmError
 
-COMMAND_MODULES = ("setup", "run", "demo")
+def command_modules() -> list[str]:
+    """Every module of cbm_luigi.commands is a sub-command group (add a file to add commands)."""
+    import pkgutil
+
+    import cbm_luigi.commands
+
+    return sorted(m.name for m in pkgutil.iter_modules(cbm_luigi.commands.__path__) if not m.name.startswith("_"))
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -38,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cbm-luigi {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (SQL statements)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"cbm_luigi.commands.{name}").add_parser(sub)
     return parser
 

@@ -190,8 +190,39 @@ ETL_STAGING_STATE = MetaTable(
     ),
     ("TableName",),
 )
+ETL_ALERTS = MetaTable(
+    "etl", "ETL_Alerts",
+    (
+        _c("AlertId", STRING, 36, False), _c("AlertType", STRING, 32, False), _c("Severity", STRING, 16, False),
+        _c("TableName", STRING, 128), _c("RunId", STRING, 36), _c("Channel", STRING, 32, False),
+        _c("Title", STRING, 400), _c("Message", STRING, 4000), _c("Delivered", BOOLEAN),
+        _c("DeliveryNote", STRING, 400), _c("SentTs", TIMESTAMP, nullable=False),
+    ),
+    ("AlertId",),
+)
+VALIDATION_LOG = MetaTable(
+    "etl", "Validation_Log",
+    (
+        _c("ValidationId", STRING, 36, False), _c("RunId", STRING, 36), _c("TableName", STRING, 128, False),
+        _c("SourceRows", BIGINT), _c("TargetRows", BIGINT), _c("MissingInTarget", BIGINT),
+        _c("ExtraInTarget", BIGINT), _c("ContentMismatches", BIGINT), _c("Status", STRING, 16, False),
+        _c("Details", STRING, 4000), _c("DurationSeconds", FLOAT), _c("ValidatedTs", TIMESTAMP, nullable=False),
+    ),
+    ("ValidationId",),
+)
+DATA_QUALITY_LOG = MetaTable(
+    "etl", "DataQuality_Log",
+    (
+        _c("CheckId", STRING, 36, False), _c("RunId", STRING, 36), _c("TableName", STRING, 128, False),
+        _c("Batch", STRING, 64), _c("RuleName", STRING, 128, False), _c("RuleType", STRING, 32, False),
+        _c("ColumnName", STRING, 128), _c("Severity", STRING, 16, False), _c("Passed", BOOLEAN, nullable=False),
+        _c("FailedRows", BIGINT), _c("Details", STRING, 4000), _c("CheckedTs", TIMESTAMP, nullable=False),
+    ),
+    ("CheckId",),
+)
 METADATA_TABLES: tuple[MetaTable, ...] = (
-    ETL_TABLES, ETL_COLUMNS, ETL_DEPENDENCIES, ETL_LOG, ETL_MARKERS, ETL_STAGING_STATE,
+    ETL_TABLES, ETL_COLUMNS, ETL_DEPENDENCIES, ETL_LOG, ETL_MARKERS, ETL_STAGING_STATE, ETL_ALERTS,
+    VALIDATION_LOG, DATA_QUALITY_LOG,
 )
 SCHEMAS = ("config", "etl", "stg", "ods")
 

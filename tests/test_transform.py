@@ -318,6 +318,17 @@ def test_single_column_cannot_imitate_two_columns() -> None:
     assert one != two
 
 
+def test_long_values_get_their_character_length() -> None:
+    long = "é" * 9000  # 9000 characters, 18000 UTF-8 bytes
+    table = pa.table({"a": pa.array([long, None, "x"]), "b": pa.array([1, 2, None])})
+    assert row_strings(table, ["a", "b"]).to_pylist() == [
+        f"9000:{long}|1:1",
+        "~|1:2",
+        "1:x|~",
+    ]
+    assert compute_hashdiff(table, ["a", "b"])[0].as_py() == sha(f"9000:{long}|1:1")
+
+
 # --------------------------------------------------------------------------------------------------
 # Batch composition
 # --------------------------------------------------------------------------------------------------
