@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from cbm_luigi import __version__
 from cbm_luigi.errors import CbmError
 
+
 def command_modules() -> list[str]:
     """Every module of cbm_luigi.commands is a sub-command group (add a file to add commands)."""
     import pkgutil
@@ -24,13 +25,30 @@ def command_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(cbm_luigi.commands.__path__) if not m.name.startswith("_"))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Writes to whatever sys.stderr is at emit time (survives stream swaps by test runners)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override,unused-ignore]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     from cbm_luigi.runlog import RUN_ID
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format=f"%(asctime)s %(levelname)s [run {RUN_ID[:8]}] %(name)s: %(message)s",
-    )
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [run {RUN_ID[:8]}] %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("luigi-interface").setLevel(logging.DEBUG if verbose else logging.INFO)
     # luigi.build would add its own handler to "luigi-interface" (every line printed twice): logging is
     # configured here, so tell Luigi it already is.

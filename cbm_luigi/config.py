@@ -38,7 +38,7 @@ _BATCH_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class cbm(luigi.Config):  # noqa: N801 - luigi maps the class name to the [cbm] section
+class cbm(luigi.Config):
     """The ``[cbm]`` section of luigi.cfg (every option can be overridden by its CBM_* variable)."""
 
     source = luigi.Parameter(default="")

@@ -25,8 +25,18 @@ import pyarrow.parquet as pq
 from cbm_luigi import transform
 from cbm_luigi.errors import SourceError
 from cbm_luigi.metadata import (
-    BIGINT, BINARY, BOOLEAN, DATE, DECIMAL, FLOAT, INTEGER, STRING, TIMESTAMP, TIMESTAMP_TZ,
-    ColumnSpec, TableSpec,
+    BIGINT,
+    BINARY,
+    BOOLEAN,
+    DATE,
+    DECIMAL,
+    FLOAT,
+    INTEGER,
+    STRING,
+    TIMESTAMP,
+    TIMESTAMP_TZ,
+    ColumnSpec,
+    TableSpec,
 )
 from cbm_luigi.sources import Source
 from cbm_luigi.sources.flavors import Window

@@ -53,7 +53,7 @@ def write_log_now(target: Target, table: str, step: str, status: str, **kw: Any)
     try:
         with target.begin() as conn:
             write_log(conn, table, step, status, **kw)
-    except Exception:  # noqa: BLE001 - best effort by design
+    except Exception:
         log.exception("could not write etl.ETL_Log row (%s %s %s)", table, step, status)
 
 

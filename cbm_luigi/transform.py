@@ -476,6 +476,7 @@ def clean_batch(
     * NUL characters are removed from strings.
 
     Everything else is returned untouched (columns without a change keep their original array).
+    Date and timestamp fields declared non-nullable are declared nullable in the result.
     """
     if isinstance(min_date, datetime.datetime) or isinstance(
         max_date, datetime.datetime
@@ -488,26 +489,34 @@ def clean_batch(
     low_day = (min_date - _EPOCH).days
     high_day = (max_date - _EPOCH).days + 1  # exclusive
     stats = CleaningStats()
-    schema = batch.schema
+    schema = _cleaned_schema(batch.schema)
     arrays = list(batch.columns)
     for i, name in enumerate(schema.names):
-        array = arrays[i]
-        cleaned, nulled = _null_out_of_range(array, low_day, high_day)
+        cleaned, nulled = _null_out_of_range(arrays[i], low_day, high_day)
         cleaned, unnuled = _remove_nul_chars(cleaned)
         if nulled:
-            stats.nulled_out_of_range[name] = (
-                stats.nulled_out_of_range.get(name, 0) + nulled
-            )
-            if not schema.field(i).nullable:
-                schema = schema.set(i, schema.field(i).with_nullable(True))
+            stats.merge(CleaningStats(nulled_out_of_range={name: nulled}))
         if unnuled:
-            stats.removed_nul_chars[name] = (
-                stats.removed_nul_chars.get(name, 0) + unnuled
-            )
+            stats.merge(CleaningStats(removed_nul_chars={name: unnuled}))
         arrays[i] = cleaned
-    if stats.total() == 0:
+    if stats.total() == 0 and schema.equals(batch.schema, check_metadata=True):
         return batch, stats
     return pa.RecordBatch.from_arrays(arrays, schema=schema), stats
+
+
+def _cleaned_schema(schema: pa.Schema) -> pa.Schema:
+    """Date and timestamp fields become nullable (they may be nulled), whatever this batch holds.
+
+    The output schema depends only on the input schema, so every batch of a table gets the same
+    one (a ParquetWriter opened on the first batch accepts the next ones).
+    """
+    for i, field_ in enumerate(schema):
+        type_ = field_.type
+        value_type = type_.value_type if pa.types.is_dictionary(type_) else type_
+        temporal = pa.types.is_date(value_type) or pa.types.is_timestamp(value_type)
+        if temporal and not field_.nullable:
+            schema = schema.set(i, field_.with_nullable(True))
+    return schema
 
 
 def _null_out_of_range(

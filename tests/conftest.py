@@ -41,7 +41,7 @@ def pg_conninfo() -> str:
 
         with psycopg.connect(PG_CONNINFO, connect_timeout=5) as c:
             c.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         unavailable(f"PostgreSQL not reachable at {PG_CONNINFO!r}: {exc}")
     return PG_CONNINFO
 
@@ -161,7 +161,7 @@ def mssql_database() -> str:
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Every test starts with no CBM_* settings, its own cache dir, fresh caches and a clean Luigi registry."""
     for k in list(os.environ):
-        if k.startswith("CBM_") and not k.startswith("CBM_TEST_"):
+        if k.startswith("CBM_") and not k.startswith(("CBM_TEST_", "CBM_UPDATE_GOLDEN")):
             monkeypatch.delenv(k)
     monkeypatch.setenv("CBM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("CBM_LOG_DIR", str(tmp_path / "logs"))

@@ -79,7 +79,7 @@ def test_watermark_is_source_clock_at_extract_start_and_full_runs_set_it(pg_sour
     after = pg_source.execute("SELECT LOCALTIMESTAMP")[0][0]
     wm = store.watermark("fournis")
     assert wm is not None and before <= wm <= after
-    extract_done = [r for r in log_rows() if r["StepName"] == "extract"][0]["LogTs"]
+    extract_done = next(r for r in log_rows() if r["StepName"] == "extract")["LogTs"]
     assert wm <= extract_done
 
 

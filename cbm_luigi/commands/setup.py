@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import Any
 
 from cbm_luigi.config import load_settings, redact
@@ -71,10 +72,8 @@ def sync_tables(names: list[str]) -> list[SyncReport]:
     with open_source(s) as source:
         for name in names:
             registered = None
-            try:
+            with contextlib.suppress(MetadataError):
                 registered = store.resolve_table(name)
-            except MetadataError:
-                pass
             table = registered or source_table_name(source, name)
             reports.append(store.sync_columns(table, source.catalog(table), source.flavor.source_expression))
     clear_caches()
@@ -102,7 +101,7 @@ def cmd_add_table(args: argparse.Namespace) -> int:
         sla_hours=args.sla_hours, notes=args.notes, active=not args.inactive,
     )
     clear_caches()
-    mode = "incremental on " + spec.date_modif_col if spec.is_incremental_capable else "always full"
+    mode = f"incremental on {spec.date_modif_col}" if spec.is_incremental_capable else "always full"
     print(f"{spec.table_name}: registered -> ods.{spec.sql_name}, key ({', '.join(spec.primary_key)}), "
           f"{mode}, priority {spec.priority}, {len(spec.loaded_columns)} columns")
     return 0

@@ -19,8 +19,21 @@ import sqlalchemy as sa
 
 from cbm_luigi.errors import CbmError, TargetError, TransientTargetError
 from cbm_luigi.metadata import (
-    BIGINT, BINARY, BOOLEAN, DATE, DECIMAL, FLOAT, INTEGER, STRING, TIMESTAMP, TIMESTAMP_TZ,
-    METADATA_TABLES, SCHEMAS, ColumnSpec, MetaTable, TableSpec,
+    BIGINT,
+    BINARY,
+    BOOLEAN,
+    DATE,
+    DECIMAL,
+    FLOAT,
+    INTEGER,
+    METADATA_TABLES,
+    SCHEMAS,
+    STRING,
+    TIMESTAMP,
+    TIMESTAMP_TZ,
+    ColumnSpec,
+    MetaTable,
+    TableSpec,
 )
 
 log = logging.getLogger(__name__)
@@ -247,7 +260,7 @@ class Connection:
 
     def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> int:
         log.debug("SQL: %s", sql)
-        result = self.sa.execute(sa.text(sql), params or {})  # type: ignore[arg-type]
+        result = self.sa.execute(sa.text(sql), params or {})
         return result.rowcount if result.rowcount is not None else -1
 
     def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:

@@ -16,8 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cbm_luigi.metadata import (
-    BIGINT, BINARY, BOOLEAN, DATE, DECIMAL, FLOAT, INTEGER, STRING, TIMESTAMP, TIMESTAMP_TZ,
-    TableSpec, parse_lookback,
+    BIGINT,
+    BINARY,
+    BOOLEAN,
+    DATE,
+    DECIMAL,
+    FLOAT,
+    INTEGER,
+    STRING,
+    TIMESTAMP,
+    TIMESTAMP_TZ,
+    TableSpec,
+    parse_lookback,
 )
 
 

@@ -44,6 +44,12 @@ class TableStep(luigi.Task):
     def manifest(self) -> Manifest:
         return Manifest.read(self.extract_path())
 
+    def status(self, message: str) -> None:
+        """The status line shown in the scheduler's web view (set by the worker while the task runs)."""
+        setter = getattr(self, "set_status_message", None)
+        if callable(setter):
+            setter(message)
+
 
 @TableStep.event_handler(luigi.Event.FAILURE)
 def _log_failure(task: TableStep, exc: BaseException) -> None:
@@ -74,7 +80,7 @@ class ExtractParquet(TableStep):
 
         def progress(rows: int, seconds: float) -> None:
             rate = rows / seconds if seconds > 0 else 0.0
-            self.set_status_message(f"{spec.table_name}: {rows:,} rows read ({rate:,.0f} rows/s)")
+            self.status(f"{spec.table_name}: {rows:,} rows read ({rate:,.0f} rows/s)")
 
         with open_source(s) as source:
             manifest = extract_to_parquet(
@@ -103,7 +109,7 @@ class LoadStaging(TableStep):
 
     def run(self) -> None:
         manifest = self.manifest()
-        self.set_status_message(f"{self.spec.table_name}: staging {manifest.rows:,} rows")
+        self.status(f"{self.spec.table_name}: staging {manifest.rows:,} rows")
         try:
             stage(target(), self.spec, manifest, manifest.paths(self.extract_path()))
         except CbmError:
@@ -140,7 +146,7 @@ class MergeOds(TableStep):
             raise
         except Exception as exc:
             raise target().dialect.translate_error(exc, table=self.spec.table_name, step=self.step_name) from exc
-        self.set_status_message(
+        self.status(
             f"{self.spec.table_name}: {counts.inserted} inserted, {counts.updated} updated, "
             f"{counts.unchanged} unchanged"
         )

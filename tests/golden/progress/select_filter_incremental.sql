@@ -1,0 +1,12 @@
+SELECT "order-num" AS "order_num",
+       "line-num" AS "line_num",
+       "item#" AS "item_",
+       "desc" AS "desc",
+       "price$" AS "price_",
+       "select" AS "select",
+       "dat-mod" AS "dat_mod",
+       "ship-date" AS "ship_date"
+FROM "PUB"."order-line"
+WHERE "dat-mod" >= CAST(? AS TIMESTAMP)
+  AND ("order-num" > 1000)
+-- param 1: 2026-11-24 14:30:15

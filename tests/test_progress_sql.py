@@ -1,0 +1,106 @@
+"""Golden SQL of the ``progress`` flavour: no Progress server runs here, so its SQL is pinned.
+
+Regenerate after a deliberate change with ``CBM_UPDATE_GOLDEN=1 python -m pytest tests/test_progress_sql.py``
+and review the diff.  (The same flavour also runs for real against PostgreSQL's SYSPROGRESS emulation in
+tests/test_pipeline.py.)
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from cbm_luigi.metadata import DATE, DECIMAL, INTEGER, STRING, TIMESTAMP, ColumnSpec, TableSpec
+from cbm_luigi.sources.flavors import ProgressFlavor, Window, incremental_window
+
+GOLDEN = Path(__file__).parent / "golden" / "progress"
+FLAVOR = ProgressFlavor()
+
+
+def order_line(**changes: object) -> TableSpec:
+    cols = (
+        ColumnSpec("order-num", "order_num", INTEGER, "integer", position=1, nullable=False),
+        ColumnSpec("line-num", "line_num", INTEGER, "integer", position=2, nullable=False),
+        ColumnSpec("item#", "item_", STRING, "varchar", width=20, position=3),
+        ColumnSpec("desc", "desc", STRING, "varchar", width=60, position=4),
+        ColumnSpec("price$", "price_", DECIMAL, "decimal", precision=17, scale=6, position=5),
+        ColumnSpec("select", "select", STRING, "varchar", width=8, position=6, extent=3),
+        ColumnSpec("obsolete", "obsolete", STRING, "varchar", width=8, position=7, is_excluded=True),
+        ColumnSpec("dat-mod", "dat_mod", TIMESTAMP, "timestamp", position=8),
+        ColumnSpec("ship-date", "ship_date", DATE, "date", position=9),
+    )
+    base = dict(table_name="order-line", sql_name="order_line", destination_table="ods.order_line",
+                primary_key=("order_num", "line_num"), has_timestamps=True, date_modif_col="dat_mod",
+                date_modif_precision="datetime", lookback="1d", columns=cols)
+    base.update(changes)
+    return TableSpec(**base)  # type: ignore[arg-type]
+
+
+WM = datetime(2026, 11, 25, 14, 30, 15)
+
+
+def statements() -> dict[str, tuple[str, list[str]]]:
+    spec = order_line()
+    date_spec = order_line(date_modif_precision="date", date_modif_col="ship_date", lookback="2d")
+    filtered = order_line(filter_clause="\"order-num\" > 1000")
+    no_ts = order_line(has_timestamps=False)
+    return {
+        "select_full": FLAVOR.select_sql(spec, "PUB", incremental_window(spec, "full", WM)),
+        "select_incremental_datetime": FLAVOR.select_sql(spec, "PUB", incremental_window(spec, "incremental", WM)),
+        "select_incremental_date": FLAVOR.select_sql(date_spec, "PUB", incremental_window(date_spec, "incremental", WM)),
+        "select_filter_incremental": FLAVOR.select_sql(filtered, "PUB", incremental_window(filtered, "incremental", WM)),
+        "select_no_timestamps": FLAVOR.select_sql(no_ts, "PUB", incremental_window(no_ts, "incremental", WM)),
+        "count_incremental": FLAVOR.count_sql(spec, "PUB", incremental_window(spec, "incremental", WM)),
+        "catalog": (FLAVOR.catalog_sql() or "", ["PUB", "order-line"]),
+        "clock": (FLAVOR.clock_sql(), []),
+        "session_setup": (";\n".join(FLAVOR.session_setup_sql()), []),
+    }
+
+
+def render(sql: str, params: list[str]) -> str:
+    return sql.rstrip() + "\n" + "".join(f"-- param {i + 1}: {p}\n" for i, p in enumerate(params))
+
+
+@pytest.mark.parametrize("name", sorted(statements()))
+def test_progress_sql_matches_golden(name: str) -> None:
+    sql, params = statements()[name]
+    text = render(sql, params)
+    path = GOLDEN / f"{name}.sql"
+    if os.environ.get("CBM_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing golden file {path}: run with CBM_UPDATE_GOLDEN=1 and review it"
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_every_identifier_is_double_quoted_and_aliased_sql_safe() -> None:
+    sql, _ = statements()["select_full"]
+    assert '"order-num" AS "order_num"' in sql
+    assert '"item#" AS "item_"' in sql and '"price$" AS "price_"' in sql
+    assert '"select" AS "select"' in sql  # reserved word, quoted
+    assert '"obsolete"' not in sql  # excluded column not read
+    assert 'FROM "PUB"."order-line"' in sql
+
+
+def test_window_boundaries_are_bound_parameters_not_text() -> None:
+    sql, params = statements()["select_incremental_datetime"]
+    assert '"dat-mod" >= CAST(? AS TIMESTAMP)' in sql
+    assert params == ["2026-11-24 14:30:15"]  # watermark minus the 1d lookback
+    sql, params = statements()["select_incremental_date"]
+    assert '"ship-date" >= CAST(? AS DATE)' in sql
+    assert params == ["2026-11-23"]  # date precision: whole days
+
+
+def test_tables_without_timestamps_are_always_read_in_full() -> None:
+    sql, params = statements()["select_no_timestamps"]
+    assert "WHERE" not in sql and params == []
+    w = incremental_window(order_line(), "incremental", None)
+    assert w.since is None and "never loaded" in w.reason
+
+
+def test_quotes_inside_names_are_doubled() -> None:
+    assert FLAVOR.quote('we"ird') == '"we""ird"'
+    assert Window(None).boundary_text() is None
