@@ -132,12 +132,16 @@ class OdbcSource(Source):
             else:
                 for r in cur.columns(table=table, schema=self.schema or None).fetchall():
                     type_name = str(r.type_name)
-                    logical = logical_from_type_name(type_name, r.decimal_digits)
+                    # Some drivers (SQLite's) report the declared type, e.g. DECIMAL(18,6): trust its figures.
+                    base, decl_width, decl_scale = parse_declared_type(type_name)
+                    logical = logical_from_type_name(base, r.decimal_digits)
+                    size = decl_width if decl_width is not None else r.column_size
+                    digits = decl_scale if decl_width is not None else r.decimal_digits
                     out.append(CatalogColumn(
                         column_name=str(r.column_name), source_type=type_name, logical_type=logical,
-                        width=int(r.column_size) if r.column_size is not None and logical == "string" else None,
-                        precision=int(r.column_size) if logical == "decimal" and r.column_size else None,
-                        scale=int(r.decimal_digits) if logical == "decimal" and r.decimal_digits is not None else None,
+                        width=int(size) if size is not None and logical == "string" else None,
+                        precision=int(size) if logical == "decimal" and size else None,
+                        scale=int(digits or 0) if logical == "decimal" else None,
                         nullable=bool(r.nullable), position=int(r.ordinal_position),
                     ))
         except SourceError:
