@@ -412,7 +412,7 @@ class MetadataStore:
                 f"table {table_name!r} has no columns in the source catalog: check the name and CBM_SOURCE_SCHEMA"
             )
         q = self.d.quote
-        existing = {c.column_name: c for c in self.column_specs_raw(table_name)}
+        existing = {c.column_name: c for c in self.column_specs(table_name)}
         # Keep SqlNames already assigned (renaming a loaded column would break the ODS); assign the rest.
         order = [c.column_name for c in sorted(catalog, key=lambda c: c.position)]
         fixed = {n: existing[n].sql_name for n in order if n in existing}
@@ -464,10 +464,6 @@ class MetadataStore:
         for cl in clash_objs:
             log.warning("table %s: %s", table_name, cl.describe())
         return report
-
-    def column_specs_raw(self, table: str) -> tuple[ColumnSpec, ...]:
-        """Like :meth:`column_specs` but without marking columns gone from the source as excluded."""
-        return tuple(c for c in self.column_specs(table))
 
     def register_table(
         self,
