@@ -6,6 +6,7 @@ missing service is an error instead (CI must run them).  SQL Server cases run on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ def pg_conninfo() -> str:
 
         with psycopg.connect(PG_CONNINFO, connect_timeout=5) as c:
             c.execute("SELECT 1")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable", said in the skip
         unavailable(f"PostgreSQL not reachable at {PG_CONNINFO!r}: {exc}")
     return PG_CONNINFO
 
@@ -148,13 +149,46 @@ def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("mssql_database"))
 
 
+MSSQL_HOWTO = (
+    "SQL Server: set CBM_TEST_MSSQL_URL to a login allowed to CREATE DATABASE, e.g. "
+    "CBM_TEST_MSSQL_URL='mssql+pyodbc://sa:<password>@127.0.0.1:1433/master?"
+    "driver=ODBC+Driver+18+for+SQL+Server&TrustServerCertificate=yes' (Docker: see docs/SQLSERVER.md)"
+)
+
+
 @pytest.fixture
-def mssql_database() -> str:
-    """Opt-in SQL Server target (filled in by the SQL Server dialect's tests)."""
+def mssql_database() -> Iterator[str]:
+    """A fresh, empty database on the SQL Server of CBM_TEST_MSSQL_URL (opt-in); yields its URL, drops it after.
+
+    Without the variable the test skips saying how to enable it.  With it, a server that cannot create the
+    database fails the test (the variable says the suite must run).
+    """
     url = os.environ.get("CBM_TEST_MSSQL_URL")
     if not url:
-        pytest.skip("SQL Server: set CBM_TEST_MSSQL_URL to run")
-    return url
+        pytest.skip(MSSQL_HOWTO)
+    import sqlalchemy as sa
+
+    from cbm_luigi.destinations import open_target
+
+    name = f"cbm_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as c:
+            c.exec_driver_sql(f"CREATE DATABASE [{name}]")
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"CBM_TEST_MSSQL_URL is set but CREATE DATABASE [{name}] failed: {exc}")
+    db_url = sa.make_url(url).set(database=name).render_as_string(hide_password=False)
+    yield db_url
+    open_target(db_url).dispose()
+    clear_caches()
+    open_target.cache_clear()
+    with admin.connect() as c:
+        # close what a failed test left open (best effort: not available on Azure SQL Database)
+        with contextlib.suppress(Exception):
+            c.exec_driver_sql(f"ALTER DATABASE [{name}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE")
+        c.exec_driver_sql(f"DROP DATABASE [{name}]")
+    admin.dispose()
 
 
 @pytest.fixture(autouse=True)
