@@ -160,10 +160,33 @@ def validate_batch(batch: str) -> str:
 
 
 _SECRET_KV = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(\{[^}]*\}|[^;]*)")
-_URL_PASSWORD = re.compile(r"(?P<pre>[a-z0-9+]+://[^:/@]+:)(?P<pw>[^@]*)(?P<post>@)", re.I)
+_SCHEME_SEP = re.compile(r"://")
+
+
+def _redact_url_passwords(text: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``, in linear time (no regex backtracking over
+    long error messages: each ``://`` looks at most 1 KB ahead for its ``@``)."""
+    parts: list[str] = []
+    pos = 0
+    for m in _SCHEME_SEP.finditer(text):
+        start = m.end()
+        if start < pos:
+            continue
+        at = text.find("@", start, start + 1024)
+        if at == -1:
+            continue
+        userinfo = text[start:at]
+        colon = userinfo.find(":")
+        if colon == -1 or any(c.isspace() or c == "/" for c in userinfo):
+            continue
+        parts.append(text[pos:start + colon + 1])
+        parts.append("***")
+        pos = at
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def redact(text: str) -> str:
     """Hide passwords in an ODBC connection string or a URL, for logs and messages."""
     text = _SECRET_KV.sub(lambda m: f"{m.group(1)}=***", text)
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('pre')}***{m.group('post')}", text)
+    return _redact_url_passwords(text)

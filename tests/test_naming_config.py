@@ -117,3 +117,8 @@ def test_redact_hides_passwords() -> None:
     assert redact("Password={a;b};X=1") == "Password=***;X=1"
     assert redact("mssql+pyodbc://etl:s3cr3t@host/db") == "mssql+pyodbc://etl:***@host/db"
     assert "s3cr3t" not in redact("postgresql+psycopg://etl:s3cr3t@127.0.0.1/ods")
+    two = redact("from postgresql://a:one@h1/x to mssql+pyodbc://b:two@h2/y")
+    assert two == "from postgresql://a:***@h1/x to mssql+pyodbc://b:***@h2/y"
+    assert redact("http://host/path@x") == "http://host/path@x"  # no user:password before the @
+    long_error = "x://u:" * 5000 + "postgresql://etl:hidden@db/ods"
+    assert redact(long_error).endswith("postgresql://etl:***@db/ods")

@@ -5,19 +5,33 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import luigi
 
 from cbm_luigi import runlog
+from cbm_luigi.destinations.base import MergeCounts
 from cbm_luigi.errors import CbmError
-from cbm_luigi.extract import MANIFEST, Manifest, extract_dir, extract_to_parquet
+from cbm_luigi.extract import MANIFEST, Manifest, extract_to_parquet
 from cbm_luigi.load import merge, stage
 from cbm_luigi.metadata import MetadataStore, TableSpec
 from cbm_luigi.naming import sql_safe
+from cbm_luigi.orchestration import cbm_option, current_plan
+from cbm_luigi.quality import check_before_merge
+from cbm_luigi.retry import SourceBreaker, call_with_retry, is_transient, probe_source
 from cbm_luigi.sources import open_source
 from cbm_luigi.sources.flavors import incremental_window
 from cbm_luigi.tasks.common import (
-    MODES, PRIORITY_VALUES, BatchParameter, MarkerTarget, StagingTarget, settings, table_spec, target,
+    MODES,
+    PRIORITY_VALUES,
+    BatchParameter,
+    MarkerTarget,
+    StagingTarget,
+    canonical_table,
+    settings,
+    table_spec,
+    target,
+    writer_resources,
 )
 
 log = logging.getLogger(__name__)
@@ -29,6 +43,10 @@ class TableStep(luigi.Task):
     table = luigi.Parameter(description="source table name (e.g. produit, Order-Line or order_line)")
     mode = luigi.ChoiceParameter(choices=MODES, default="incremental", description="full | incremental")
     batch = BatchParameter(default="", description="run key; default: today (or this hour)")
+    # Set by LoadAll (stop-on-critical): the table's first task waits for every critical table.  Not part of the
+    # task id: the work is the same, so two runs asking for it share one task in the central scheduler.
+    after_critical = luigi.BoolParameter(default=False, significant=False,
+                                         description="wait for the critical tier (set by LoadAll)")
 
     step_name = "flow"
 
@@ -50,16 +68,46 @@ class TableStep(luigi.Task):
         if callable(setter):
             setter(message)
 
+    def percent(self, value: float) -> None:
+        """The progress bar shown in the scheduler's web view (0-100)."""
+        setter = getattr(self, "set_progress_percentage", None)
+        if callable(setter):
+            setter(max(0, min(100, int(value))))
+
+    def retrying(self, attempt: int, delay: float, exc: BaseException) -> None:
+        self.status(f"{self.table}: {self.step_name} attempt {attempt} failed ({type(exc).__name__}); "
+                    f"retrying in {delay:.0f}s")
+
+
+@TableStep.event_handler(luigi.Event.START)
+def _note_start(task: TableStep) -> None:
+    task._cbm_started = time.monotonic()  # type: ignore[attr-defined]  # read by the failure alert
+
 
 @TableStep.event_handler(luigi.Event.FAILURE)
 def _log_failure(task: TableStep, exc: BaseException) -> None:
-    """Record the failure in etl.ETL_Log (own transaction) before Luigi reports it."""
+    """Record the failure in etl.ETL_Log (own transaction) before Luigi reports it, then alert (once per
+    failure: a retry of the same table and batch in this run is not re-sent; a notifier error is only logged)."""
     try:
         table = task.spec.table_name
     except Exception:  # noqa: BLE001 - the spec itself may be what failed
         table = task.table
+    error = f"{type(exc).__name__}: {exc}"
     runlog.write_log_now(target(), table, task.step_name, "failed", batch=task.batch, mode=task.mode,
-                         error=f"{type(exc).__name__}: {exc}")
+                         error=error)
+    try:
+        from cbm_luigi.alerts import notify_failure
+
+        try:
+            rows: int | None = task.manifest().rows
+        except Exception:  # noqa: BLE001 - no extract yet
+            rows = None
+        started = getattr(task, "_cbm_started", None)
+        notify_failure(table=table, step=task.step_name, batch=task.batch, mode=task.mode, error=error,
+                       run_id=runlog.RUN_ID, rows=rows, task_id=task.task_id, target=target(),
+                       duration=time.monotonic() - started if started is not None else None)
+    except Exception:  # an alert must never fail (or hide) the load's own error
+        log.exception("%s: failure alert not sent", table)
 
 
 class ExtractParquet(TableStep):
@@ -68,32 +116,98 @@ class ExtractParquet(TableStep):
     step_name = "extract"
     resources = {"source_connections": 1}  # noqa: RUF012 - Luigi reads a class attribute
 
+    def requires(self) -> list[luigi.Task]:
+        if not self.after_critical:
+            return []
+        from cbm_luigi.tasks.wrappers import CriticalGate
+
+        return [CriticalGate(mode=self.mode, batch=self.batch)]
+
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.extract_path() / MANIFEST))
 
     def run(self) -> None:
         spec = self.spec
         tgt = target()
-        store = MetadataStore(tgt)
-        window = incremental_window(spec, self.mode, store.watermark(spec.table_name))
         s = settings()
+        store = MetadataStore(tgt)
+        breaker = SourceBreaker.for_run(s)
+        breaker.check(probe=lambda: probe_source(s))  # a source already known down: fail at once
+        watermark = call_with_retry(lambda: store.watermark(spec.table_name), what=f"{spec.table_name}: watermark",
+                                    dialect=tgt.dialect, on_retry=self.retrying)
+        window = incremental_window(spec, self.mode, watermark)
+        progress = ExtractProgress(self, spec.table_name)
 
-        def progress(rows: int, seconds: float) -> None:
-            rate = rows / seconds if seconds > 0 else 0.0
-            self.status(f"{spec.table_name}: {rows:,} rows read ({rate:,.0f} rows/s)")
+        def attempt() -> Manifest:
+            breaker.check(probe=lambda: probe_source(s))  # another table may have found the source down
+            with open_source(s) as source:
+                progress.start(source, spec, window)
+                return extract_to_parquet(
+                    spec, source, window=window, out_dir=self.extract_path(), batch=self.batch, mode=self.mode,
+                    run_id=runlog.RUN_ID, min_date=tgt.dialect.min_date, max_date=tgt.dialect.max_date,
+                    batch_rows=s.extract_batch_rows, rows_per_file=s.rows_per_parquet_file, progress=progress,
+                )
 
-        with open_source(s) as source:
-            manifest = extract_to_parquet(
-                spec, source, window=window, out_dir=self.extract_path(), batch=self.batch, mode=self.mode,
-                run_id=runlog.RUN_ID, min_date=tgt.dialect.min_date, max_date=tgt.dialect.max_date,
-                batch_rows=s.extract_batch_rows, rows_per_file=s.rows_per_parquet_file, progress=progress,
-            )
-        with tgt.begin() as conn:
-            runlog.write_log(conn, spec.table_name, "extract", "success", batch=self.batch, mode=self.mode,
-                             rows=manifest.rows, duration=manifest.extract_seconds - manifest.transform_seconds)
-            runlog.write_log(conn, spec.table_name, "transform", "success", batch=self.batch, mode=self.mode,
-                             rows=manifest.rows, duration=manifest.transform_seconds,
-                             error=str(manifest.cleaning) if any(manifest.cleaning.values()) else None)
+        try:
+            manifest = call_with_retry(attempt, what=f"{spec.table_name}: extract", on_retry=self.retrying)
+        except Exception as exc:
+            breaker.record_failure(spec.table_name, exc, probe=lambda: probe_source(s))
+            raise
+        progress.done(manifest.rows, manifest.extract_seconds)
+
+        def write_log() -> None:
+            with tgt.begin() as conn:
+                runlog.write_log(conn, spec.table_name, "extract", "success", batch=self.batch, mode=self.mode,
+                                 rows=manifest.rows, duration=manifest.extract_seconds - manifest.transform_seconds)
+                runlog.write_log(conn, spec.table_name, "transform", "success", batch=self.batch, mode=self.mode,
+                                 rows=manifest.rows, duration=manifest.transform_seconds,
+                                 error=str(manifest.cleaning) if any(manifest.cleaning.values()) else None)
+
+        call_with_retry(write_log, what=f"{spec.table_name}: run log", dialect=tgt.dialect, on_retry=self.retrying)
+
+
+class ExtractProgress:
+    """Status line and progress bar of a running extract: rows so far, rows/s, and a percentage of the window's
+    COUNT(*) when ``progress_count`` is on (default; it costs the source one more scan of the window)."""
+
+    def __init__(self, task: TableStep, table: str, min_interval: float = 1.0) -> None:
+        self.task, self.table, self.min_interval = task, table, min_interval
+        self.total: int | None = None
+        self._last = 0.0
+
+    def start(self, source: Any, spec: TableSpec, window: Any) -> None:
+        self.task.percent(0)
+        if not cbm_option("progress_count", True):
+            self.task.status(f"{self.table}: extracting ({window.reason})")
+            return
+        self.task.status(f"{self.table}: counting the rows to read ({window.reason})")
+        try:
+            sql, params = source.flavor.count_sql(spec, source.schema, window)
+            self.total = int(source.scalar(sql, params) or 0)
+        except Exception as exc:  # noqa: BLE001 - the count is only for the progress bar
+            if is_transient(exc):
+                raise  # the source itself is unreachable: the extract would fail the same way
+            log.warning("%s: no progress percentage (the COUNT(*) failed: %s)", self.table, exc)
+            self.total = None
+        self.task.status(f"{self.table}: extracting {self.total:,} rows ({window.reason})" if self.total is not None
+                         else f"{self.table}: extracting ({window.reason})")
+
+    def __call__(self, rows: int, seconds: float) -> None:
+        now = time.monotonic()
+        if now - self._last < self.min_interval:
+            return
+        self._last = now
+        rate = rows / seconds if seconds > 0 else 0.0
+        if self.total:
+            self.task.percent(min(99, rows * 100 / self.total))
+            self.task.status(f"{self.table}: {rows:,} of {self.total:,} rows read ({rate:,.0f} rows/s)")
+        else:
+            self.task.status(f"{self.table}: {rows:,} rows read ({rate:,.0f} rows/s)")
+
+    def done(self, rows: int, seconds: float) -> None:
+        self.task.percent(100)
+        rate = rows / seconds if seconds > 0 else 0.0
+        self.task.status(f"{self.table}: {rows:,} rows extracted in {seconds:.1f}s ({rate:,.0f} rows/s)")
 
 
 class LoadStaging(TableStep):
@@ -101,8 +215,12 @@ class LoadStaging(TableStep):
 
     step_name = "load_staging"
 
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        return writer_resources()
+
     def requires(self) -> ExtractParquet:
-        return ExtractParquet(table=self.table, mode=self.mode, batch=self.batch)
+        return ExtractParquet(table=self.table, mode=self.mode, batch=self.batch, after_critical=self.after_critical)
 
     def output(self) -> StagingTarget:
         return StagingTarget(settings().target, self.table, self.batch)
@@ -110,12 +228,23 @@ class LoadStaging(TableStep):
     def run(self) -> None:
         manifest = self.manifest()
         self.status(f"{self.spec.table_name}: staging {manifest.rows:,} rows")
-        try:
-            stage(target(), self.spec, manifest, manifest.paths(self.extract_path()))
-        except CbmError:
-            raise
-        except Exception as exc:
-            raise target().dialect.translate_error(exc, table=self.spec.table_name, step=self.step_name) from exc
+        self.percent(0)
+        started = time.perf_counter()
+
+        def attempt() -> None:
+            try:
+                stage(target(), self.spec, manifest, manifest.paths(self.extract_path()))
+            except CbmError:
+                raise
+            except Exception as exc:
+                raise target().dialect.translate_error(exc, table=self.spec.table_name,
+                                                       step=self.step_name) from exc
+
+        call_with_retry(attempt, what=f"{self.spec.table_name}: staging", on_retry=self.retrying)
+        seconds = time.perf_counter() - started
+        self.percent(100)
+        self.status(f"{self.spec.table_name}: {manifest.rows:,} rows staged in {seconds:.1f}s "
+                    f"({manifest.rows / seconds if seconds > 0 else 0:,.0f} rows/s)")
 
 
 class MergeOds(TableStep):
@@ -130,8 +259,23 @@ class MergeOds(TableStep):
         except Exception:  # noqa: BLE001 - an unknown table fails in run(), with its message
             return 0
 
-    def requires(self) -> LoadStaging:
-        return LoadStaging(table=self.table, mode=self.mode, batch=self.batch)
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        return writer_resources()
+
+    def requires(self) -> list[TableStep]:
+        """Its own staging, and the merges of the tables it depends on (config.ETL_Dependencies)."""
+        url = settings().target
+        plan = current_plan(url)
+        table = canonical_table(url, self.table)
+        plan.check([table])  # a cycle or a bad dependency: refused at scheduling, naming it
+        deps: list[TableStep] = [
+            MergeOds(table=d, mode=self.mode, batch=self.batch,
+                     after_critical=self.after_critical and d not in plan.pre_gate)
+            for d in plan.deps(table)
+        ]
+        return [LoadStaging(table=self.table, mode=self.mode, batch=self.batch, after_critical=self.after_critical),
+                *deps]
 
     def output(self) -> MarkerTarget:
         return MarkerTarget(settings().target, self.table, self.batch)
@@ -139,13 +283,23 @@ class MergeOds(TableStep):
     def run(self) -> None:
         started = time.perf_counter()
         manifest = self.manifest()
-        try:
-            counts = merge(target(), self.spec, manifest,
-                           flow_seconds=manifest.extract_seconds + (time.perf_counter() - started))
-        except CbmError:
-            raise
-        except Exception as exc:
-            raise target().dialect.translate_error(exc, table=self.spec.table_name, step=self.step_name) from exc
+        # Data-quality rules on the staged rows (= the extract's files): a failed critical rule stops here.
+        check_before_merge(target(), self.spec, manifest, manifest.paths(self.extract_path()))
+        self.status(f"{self.spec.table_name}: merging {manifest.rows:,} staged rows")
+        self.percent(0)
+
+        def attempt() -> MergeCounts:
+            try:
+                return merge(target(), self.spec, manifest,
+                             flow_seconds=manifest.extract_seconds + (time.perf_counter() - started))
+            except CbmError:
+                raise
+            except Exception as exc:
+                raise target().dialect.translate_error(exc, table=self.spec.table_name,
+                                                       step=self.step_name) from exc
+
+        counts = call_with_retry(attempt, what=f"{self.spec.table_name}: merge", on_retry=self.retrying)
+        self.percent(100)
         self.status(
             f"{self.spec.table_name}: {counts.inserted} inserted, {counts.updated} updated, "
             f"{counts.unchanged} unchanged"
