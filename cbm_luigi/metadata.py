@@ -539,6 +539,61 @@ class MetadataStore:
                     {"t": table, "d": dep, "a": True},
                 )
 
+    def columns_in_source(self, table: str) -> set[str]:
+        """ColumnNames of the table that the last sync saw in the source (IsInSource not false)."""
+        q = self.d.quote
+        rows = self.target.fetchall(
+            f"SELECT {q('ColumnName')}, {q('IsInSource')} FROM {self._t(ETL_COLUMNS)} WHERE {q('TableName')} = :t",
+            {"t": table},
+        )
+        return {r[0] for r in rows if r[1] is None or _truthy(r[1])}
+
+    def exclude_columns(self, table: str, notes: dict[str, str]) -> list[str]:
+        """Set IsExcluded on the given columns (ColumnName -> note appended to Notes), in one transaction.
+
+        Primary-key and modification columns are refused (MetadataError), so a caller cannot break the load.
+        """
+        spec = self.table_spec(table)
+        protected = {spec.column(k).column_name for k in spec.primary_key}
+        if spec.date_modif_col:
+            protected.add(spec.column(spec.date_modif_col).column_name)
+        by_name = {c.column_name: c for c in spec.columns}
+        for name in notes:
+            if name not in by_name:
+                raise MetadataError(f"table {spec.table_name}: no column {name!r} in config.ETL_Columns")
+            if name in protected:
+                raise MetadataError(
+                    f"table {spec.table_name}: column {name!r} is a primary-key or modification column; "
+                    "it cannot be excluded"
+                )
+        q = self.d.quote
+        t = self._t(ETL_COLUMNS)
+        with self.target.begin() as conn:
+            for name, note in notes.items():
+                old = by_name[name].notes
+                conn.execute(
+                    f"UPDATE {t} SET {q('IsExcluded')} = :x, {q('Notes')} = :n "
+                    f"WHERE {q('TableName')} = :t AND {q('ColumnName')} = :c",
+                    {"x": True, "n": (f"{old}; {note}" if old else note)[:4000], "t": spec.table_name, "c": name},
+                )
+        return list(notes)
+
+    def set_last_profiling(self, table: str, ts: datetime) -> None:
+        """Record when the table was last profiled (config.ETL_Tables.LastProfilingTs)."""
+        q = self.d.quote
+        with self.target.begin() as conn:
+            conn.execute(
+                f"UPDATE {self._t(ETL_TABLES)} SET {q('LastProfilingTs')} = :ts WHERE {q('TableName')} = :t",
+                {"ts": ts, "t": table},
+            )
+
+    def last_profiling(self, table: str) -> datetime | None:
+        q = self.d.quote
+        row = self.target.fetchone(
+            f"SELECT {q('LastProfilingTs')} FROM {self._t(ETL_TABLES)} WHERE {q('TableName')} = :t", {"t": table}
+        )
+        return _as_datetime(row[0]) if row else None
+
 
 def default_priority(notes: Any, is_dimension: bool, is_fact: bool) -> str:
     """The reference's rule when PriorityTier is not set: Notes keywords, then dimension/fact flags."""
