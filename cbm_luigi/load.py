@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -94,6 +96,8 @@ def stage(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[P
     started = time.perf_counter()
     _manifest_columns(spec, manifest)
     columns = [*manifest.columns, *TECHNICAL_COLUMNS]
+    if d.stages_on_own_connection:
+        return _stage_on_own_connection(target, spec, manifest, files, columns, started)
     with target.begin() as conn:
         target.ensure_table(conn, "stg", spec.sql_name, d.staging_columns(spec))
         conn.execute(d.truncate_sql("stg", spec.sql_name))
@@ -107,6 +111,134 @@ def stage(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[P
                          mode=manifest.mode, rows=manifest.rows, duration=time.perf_counter() - started)
     log.info("%s: staged %d rows in %.2fs", spec.table_name, manifest.rows, time.perf_counter() - started)
     return manifest.rows
+
+
+def _stage_on_own_connection(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[Path],
+                             columns: Sequence[str], started: float) -> int:
+    """Staging for bulk paths that open their own connection (SQL Server bulk copy with mssql-python).
+
+    Such a connection cannot see (and would block on) a staging table created or emptied in an uncommitted
+    transaction.  So: one committed transaction creates or evolves ``stg.<table>``, forgets which batch it held
+    and empties it; the dialect bulk loads it; then the step's transaction counts the rows and records the batch.
+    The merge only merges a batch recorded by that last transaction: a failure or crash in between leaves
+    staging recorded as holding nothing, and the next run reloads it from the parquet cache.
+    """
+    d = target.dialect
+    with target.begin() as conn:
+        target.ensure_table(conn, "stg", spec.sql_name, d.staging_columns(spec))
+        _clear_staging_state(conn, spec)
+        conn.execute(d.truncate_sql("stg", spec.sql_name))
+    loaded = d.bulk_load_staging(target, spec, files, columns)
+    with target.begin() as conn:
+        held = int(conn.scalar(d.count_staged_sql(spec)) or 0)
+        if held != manifest.rows or (loaded >= 0 and loaded != manifest.rows):
+            raise TargetError(
+                f"table {spec.table_name}: bulk load reported {loaded} rows and staging holds {held}, but the "
+                f"extract holds {manifest.rows}; staging is recorded as holding nothing: run again to reload it"
+            )
+        _set_staging_state(conn, spec, manifest)
+        runlog.write_log(conn, spec.table_name, "load_staging", "success", batch=manifest.batch,
+                         mode=manifest.mode, rows=manifest.rows, duration=time.perf_counter() - started)
+    log.info("%s: staged %d rows in %.2fs", spec.table_name, manifest.rows, time.perf_counter() - started)
+    return manifest.rows
+
+
+def _clear_staging_state(conn: Connection, spec: TableSpec) -> None:
+    d = conn.dialect
+    t = d.qualified(ETL_STAGING_STATE.schema, ETL_STAGING_STATE.name)
+    conn.execute(f"DELETE FROM {t} WHERE {d.quote('TableName')} = :t", {"t": spec.table_name})
+
+
+class StagingWhileExtracting:
+    """``stg.<table>`` loaded while the extract is written, for dialects with a streaming bulk path (PostgreSQL COPY).
+
+    One transaction, opened before the first batch: create or evolve staging, empty it, stream every transformed
+    batch into it (the extract pipeline's :class:`cbm_luigi.extract.BatchSink`).  :meth:`commit`, called once the
+    extract is complete on disk, checks the keys on the parquet files and the row count, records the batch and the
+    load_staging run-log row, and commits: the same result, in the same single transaction, as ``stage``.  Anything
+    that goes wrong rolls it back and leaves staging to the LoadStaging step (which then loads the parquet files,
+    or reports the duplicate keys).  The LoadStaging step finds the batch staged and does nothing.
+    """
+
+    def __init__(self, target: Target, spec: TableSpec) -> None:
+        d = target.dialect
+        self.spec = spec
+        self._stack = ExitStack()
+        try:
+            self.conn = self._stack.enter_context(target.begin())
+            target.ensure_table(self.conn, "stg", spec.sql_name, d.staging_columns(spec))
+            self.conn.execute(d.truncate_sql("stg", spec.sql_name))
+            columns = [*(c.sql_name for c in spec.loaded_columns), *TECHNICAL_COLUMNS]
+            self.stream = d.open_staging_stream(self.conn, spec, columns)  # type: ignore[attr-defined]
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._open = True
+
+    def encode(self, batch: Any) -> Any:
+        return self.stream.encode(batch)
+
+    def write(self, encoded: Any) -> None:
+        self.stream.write(encoded)
+
+    def commit(self, manifest: Manifest, files: Sequence[Path]) -> bool:
+        """Finish the COPY and commit staging with its batch; False (rolled back) when LoadStaging must do it."""
+        started = time.perf_counter()
+        spec = self.spec
+        try:
+            check_keys(spec, files)
+            _manifest_columns(spec, manifest)
+            rows = self.stream.close()
+            if rows != manifest.rows:
+                raise TargetError(f"table {spec.table_name}: streamed {rows} rows to staging, the extract holds "
+                                  f"{manifest.rows}")
+            _set_staging_state(self.conn, spec, manifest)
+            runlog.write_log(self.conn, spec.table_name, "load_staging", "success", batch=manifest.batch,
+                             mode=manifest.mode, rows=manifest.rows, duration=time.perf_counter() - started)
+            self._open = False
+            self._stack.close()  # commit
+        except Exception as exc:  # noqa: BLE001 - the LoadStaging step redoes it from the parquet files
+            self.abort(exc)
+            log.warning("%s: staging while extracting rolled back (%s: %s); the staging step loads the extract",
+                        spec.table_name, type(exc).__name__, exc)
+            return False
+        log.info("%s: staged %d rows while extracting (%.2fs after the extract)", spec.table_name, manifest.rows,
+                 time.perf_counter() - started)
+        return True
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Roll back (idempotent)."""
+        if not self._open:
+            return
+        self._open = False
+        error = exc or TargetError("staging while extracting abandoned")
+        try:
+            self.stream.abort(error)
+        except Exception:  # noqa: BLE001 - rolling back anyway
+            log.debug("COPY abort failed", exc_info=True)
+        try:
+            self._stack.__exit__(type(error), error, error.__traceback__)
+        except Exception:  # noqa: BLE001 - the transaction is gone either way
+            log.debug("staging rollback failed", exc_info=True)
+
+
+@contextmanager
+def staging_while_extracting(target: Target, spec: TableSpec, enabled: bool = True
+                             ) -> Iterator[StagingWhileExtracting | None]:
+    """A :class:`StagingWhileExtracting` when enabled and the dialect streams, else None; rolled back unless
+    committed."""
+    d = target.dialect
+    if not enabled or getattr(d, "open_staging_stream", None) is None or d.stages_on_own_connection:
+        yield None
+        return
+    stream = StagingWhileExtracting(target, spec)
+    try:
+        yield stream
+    except BaseException as exc:
+        stream.abort(exc)
+        raise
+    finally:
+        stream.abort()
 
 
 def _set_staging_state(conn: Connection, spec: TableSpec, manifest: Manifest) -> None:

@@ -259,6 +259,12 @@ class SyncReport:
         return "; ".join(parts)
 
 
+def _wider(catalog: int | None, current: int | None) -> int | None:
+    if catalog is None or current is None:
+        return catalog
+    return max(catalog, current)
+
+
 def _truthy(v: Any) -> bool:
     if isinstance(v, str):
         return v.strip().lower() in ("1", "true", "yes", "y", "t")
@@ -424,10 +430,13 @@ class MetadataStore:
         t = self._t(ETL_COLUMNS)
         with self.target.begin() as conn:
             for c in catalog:
+                # A width or precision widened by an operator (Progress does not enforce them) is kept.
+                prev = existing.get(c.column_name)
                 params = {
                     "t": table_name, "c": c.column_name, "s": names[c.column_name],
                     "e": source_expression(c.column_name, names[c.column_name]), "dt": c.source_type,
-                    "lt": c.logical_type, "w": c.width, "p": c.precision, "sc": c.scale, "n": c.nullable,
+                    "lt": c.logical_type, "w": _wider(c.width, prev.width if prev else None),
+                    "p": _wider(c.precision, prev.precision if prev else None), "sc": c.scale, "n": c.nullable,
                     "pos": c.position, "x": c.extent, "now": now,
                 }
                 if c.column_name in existing:

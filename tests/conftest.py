@@ -175,7 +175,7 @@ def mssql_database() -> Iterator[str]:
     try:
         with admin.connect() as c:
             c.exec_driver_sql(f"CREATE DATABASE [{name}]")
-    except Exception as exc:
+    except (sa.exc.SQLAlchemyError, ImportError, OSError) as exc:
         admin.dispose()
         pytest.fail(f"CBM_TEST_MSSQL_URL is set but CREATE DATABASE [{name}] failed: {exc}")
     db_url = sa.make_url(url).set(database=name).render_as_string(hide_password=False)

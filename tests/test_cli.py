@@ -80,6 +80,15 @@ def test_sync_keeps_operator_edits_and_new_columns_reach_the_ods(pg_source, tmp_
     assert "1 column(s) added" in capsys.readouterr().out
     clear_caches()
     spec = MetadataStore(target).table_spec("client")
+    assert spec.column("credit_max").precision == 15
+    with target.begin() as conn:  # an operator widens a precision Progress does not enforce
+        conn.execute(f"UPDATE {d.qualified('config', 'ETL_Columns')} SET {d.quote('NumericPrecision')} = 20 "
+                     f"WHERE {d.quote('TableName')} = :t AND {d.quote('ColumnName')} = :c",
+                     {"t": "client", "c": "credit-max"})
+    assert main(["sync-columns", "client"]) == 0
+    clear_caches()
+    spec = MetadataStore(target).table_spec("client")
+    assert spec.column("credit_max").precision == 20  # kept: a sync never narrows
     email = next(c for c in spec.columns if c.column_name == "e-mail")
     assert email.is_excluded and email.notes == "not used by finance"
     assert spec.column("zone_geo").column_name == "zone-geo"

@@ -1,6 +1,7 @@
 """Destination dialects and the factory that picks one from the target URL.
 
-``duckdb:///path.duckdb`` (embedded default), ``postgresql+psycopg://...``; SQL Server comes as its own dialect.
+``duckdb:///path.duckdb`` (embedded default), ``postgresql+psycopg://...``, ``mssql+pyodbc://...`` or
+``mssql+mssqlpython://...`` (SQL Server, see docs/SQLSERVER.md).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import sqlalchemy as sa
 from cbm_luigi.config import redact
 from cbm_luigi.destinations.base import Dialect, Target
 from cbm_luigi.destinations.duckdb import DuckDBDialect
+from cbm_luigi.destinations.mssql import MssqlDialect
 from cbm_luigi.destinations.postgresql import PostgresDialect
 from cbm_luigi.errors import ConfigError
 
-_DIALECTS: dict[str, type[Dialect]] = {"duckdb": DuckDBDialect, "postgresql": PostgresDialect}
+_DIALECTS: dict[str, type[Dialect]] = {"duckdb": DuckDBDialect, "postgresql": PostgresDialect,
+                                     "mssql": MssqlDialect}
 
 
 def register_dialect(backend: str, cls: type[Dialect]) -> None:
@@ -48,7 +51,7 @@ def open_target(url: str) -> Target:
     else:
         kwargs["pool_pre_ping"] = True
     try:
-        engine = sa.create_engine(url, **kwargs)  # type: ignore[arg-type]
+        engine = sa.create_engine(url, **kwargs)
     except Exception as exc:
         raise ConfigError(f"cannot use CBM_TARGET {redact(url)!r}: {exc}") from exc
     return Target(url, dialect, engine)

@@ -168,7 +168,119 @@ class Dialect:
         return [*(self.create_schema_sql(s) for s in SCHEMAS), *(self.meta_table_sql(m) for m in METADATA_TABLES)]
 
     def view_statements(self) -> list[str]:
-        return []
+        """The monitoring views (etl.vw_LastRuns, etl.vw_TablePerformance, etl.vw_SLABreach), created or
+        replaced by ``init-db``.  Same columns in every dialect; see docs/OPERATIONS.md for their definitions."""
+        return [self.create_view_sql("etl", name, select) for name, select in self.monitoring_views().items()]
+
+    # -- monitoring views (ANSI; a dialect overrides the time functions or the whole SELECT) --------------------
+    def now_sql(self) -> str:
+        """The current local time, as naive as etl.ETL_Log.LogTs (written from the loading host's clock)."""
+        return "LOCALTIMESTAMP"
+
+    def seconds_between_sql(self, start: str, end: str) -> str:
+        return f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS {self.column_type(FLOAT)})"
+
+    def days_ago_sql(self, days: int) -> str:
+        return f"{self.now_sql()} - INTERVAL '{int(days)} days'"
+
+    def true_sql(self) -> str:
+        return "TRUE"
+
+    def create_view_sql(self, schema: str, name: str, select: str) -> str:
+        return f"CREATE OR REPLACE VIEW {self.qualified(schema, name)} AS\n{select}"
+
+    def _run_groups_sql(self, where: str = "") -> str:
+        """One row per (TableName, RunId, Batch) of etl.ETL_Log: the building block of the run views."""
+        q = self.quote
+        ok = f"{q('StepName')} = 'flow_complete' AND {q('Status')} = 'success'"
+        return (
+            f"SELECT {q('TableName')}, {q('RunId')}, {q('Batch')}, MAX({q('Mode')}) AS {q('Mode')},\n"
+            f"        MIN({q('LogTs')}) AS {q('StartedTs')}, MAX({q('LogTs')}) AS {q('LastTs')},\n"
+            f"        SUM(CASE WHEN {ok} THEN 1 ELSE 0 END) AS {q('NOk')},\n"
+            f"        SUM(CASE WHEN {q('Status')} = 'failed' THEN 1 ELSE 0 END) AS {q('NFailed')},\n"
+            f"        SUM(CASE WHEN {q('StepName')} <> 'flow_complete' THEN {q('DurationSeconds')} END) "
+            f"AS {q('Dur')},\n"
+            f"        MAX(CASE WHEN {ok} THEN {q('LogTs')} END) AS {q('OkTs')},\n"
+            f"        MAX(CASE WHEN {ok} THEN {q('RowsProcessed')} END) AS {q('RowsOk')},\n"
+            f"        MAX({q('RowsProcessed')}) AS {q('RowsAny')},\n"
+            f"        MAX(CASE WHEN {ok} THEN {q('RowsInserted')} END) AS {q('Ins')},\n"
+            f"        MAX(CASE WHEN {ok} THEN {q('RowsUpdated')} END) AS {q('Upd')},\n"
+            f"        MAX(CASE WHEN {ok} THEN {q('RowsUnchanged')} END) AS {q('Unch')}\n"
+            f"    FROM {self.qualified('etl', 'ETL_Log')}{where}\n"
+            f"    GROUP BY {q('TableName')}, {q('RunId')}, {q('Batch')}"
+        )
+
+    def monitoring_views(self) -> dict[str, str]:
+        q = self.quote
+        log_t = self.qualified("etl", "ETL_Log")
+        same_batch = f"(e.{q('Batch')} = k.{q('Batch')} OR (e.{q('Batch')} IS NULL AND k.{q('Batch')} IS NULL))"
+        last_runs = (
+            f"WITH runs AS (\n    {self._run_groups_sql()}\n),\n"
+            f"ranked AS (\n    SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.{q('TableName')} "
+            f"ORDER BY r.{q('StartedTs')} DESC, r.{q('LastTs')} DESC, r.{q('RunId')} DESC) AS {q('Rn')}\n"
+            f"    FROM runs r\n),\n"
+            f"first_error AS (\n    SELECT {q('TableName')}, {q('RunId')}, {q('Batch')}, {q('ErrorMessage')},\n"
+            f"        ROW_NUMBER() OVER (PARTITION BY {q('TableName')}, {q('RunId')}, {q('Batch')} "
+            f"ORDER BY {q('LogTs')}, {q('LogId')}) AS {q('Rn')}\n"
+            f"    FROM {log_t} WHERE {q('Status')} = 'failed'\n)\n"
+            f"SELECT k.{q('TableName')}, k.{q('RunId')}, k.{q('Batch')}, k.{q('Mode')},\n"
+            f"    CASE WHEN k.{q('NOk')} > 0 THEN 'success' WHEN k.{q('NFailed')} > 0 THEN 'failed' "
+            f"ELSE 'running' END AS {q('Status')},\n"
+            f"    k.{q('StartedTs')},\n"
+            f"    CASE WHEN k.{q('NOk')} > 0 OR k.{q('NFailed')} > 0 THEN k.{q('LastTs')} END AS {q('EndedTs')},\n"
+            f"    k.{q('Dur')} AS {q('DurationSeconds')},\n"
+            f"    COALESCE(k.{q('RowsOk')}, k.{q('RowsAny')}) AS {q('RowsProcessed')},\n"
+            f"    k.{q('Ins')} AS {q('RowsInserted')}, k.{q('Upd')} AS {q('RowsUpdated')}, "
+            f"k.{q('Unch')} AS {q('RowsUnchanged')},\n"
+            f"    e.{q('ErrorMessage')}\n"
+            f"FROM ranked k\nLEFT JOIN first_error e ON e.{q('TableName')} = k.{q('TableName')} "
+            f"AND e.{q('RunId')} = k.{q('RunId')} AND {same_batch} AND e.{q('Rn')} = 1\n"
+            f"WHERE k.{q('Rn')} = 1"
+        )
+        recent = f"\n    WHERE {q('LogTs')} >= {self.days_ago_sql(7)}"
+        is_ok = f"r.{q('NOk')} > 0"
+        performance = (
+            f"WITH runs AS (\n    {self._run_groups_sql(recent)}\n),\n"
+            f"ranked AS (\n    SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.{q('TableName')}, "
+            f"CASE WHEN {is_ok} THEN 1 ELSE 0 END ORDER BY r.{q('OkTs')} DESC, r.{q('RunId')} DESC) AS {q('Rn')}\n"
+            f"    FROM runs r\n)\n"
+            f"SELECT r.{q('TableName')}, COUNT(*) AS {q('Runs')},\n"
+            f"    SUM(CASE WHEN {is_ok} THEN 1 ELSE 0 END) AS {q('Successes')},\n"
+            f"    SUM(CASE WHEN NOT ({is_ok}) AND r.{q('NFailed')} > 0 THEN 1 ELSE 0 END) AS {q('Failures')},\n"
+            f"    AVG(CASE WHEN {is_ok} THEN r.{q('Dur')} END) AS {q('AvgDurationSeconds')},\n"
+            f"    MAX(CASE WHEN {is_ok} AND r.{q('Rn')} = 1 THEN r.{q('Dur')} END) AS {q('LastDurationSeconds')},\n"
+            f"    SUM(CASE WHEN {is_ok} THEN COALESCE(r.{q('RowsOk')}, 0) ELSE 0 END) AS {q('TotalRows')},\n"
+            f"    MAX(r.{q('OkTs')}) AS {q('LastSuccessTs')}\n"
+            f"FROM ranked r\nGROUP BY r.{q('TableName')}"
+        )
+        notes = f"LOWER(COALESCE(c.{q('Notes')}, ''))"
+        tier = (
+            f"CASE WHEN COALESCE(TRIM(c.{q('PriorityTier')}), '') <> '' THEN LOWER(TRIM(c.{q('PriorityTier')}))\n"
+            f"         WHEN {notes} LIKE '%critical%' OR {notes} LIKE '%critique%' THEN 'critical'\n"
+            f"         WHEN {notes} LIKE '%high%' OR {notes} LIKE '%haute%' OR c.{q('IsDimension')} = "
+            f"{self.true_sql()} THEN 'high'\n"
+            f"         ELSE 'normal' END"
+        )
+        hours = f"{self.seconds_between_sql('o.' + q('LastSuccessTs'), self.now_sql())} / 3600.0"
+        sla = (
+            f"WITH last_ok AS (\n    SELECT {q('TableName')}, MAX({q('LogTs')}) AS {q('LastSuccessTs')}\n"
+            f"    FROM {log_t}\n    WHERE {q('StepName')} = 'flow_complete' AND {q('Status')} = 'success'\n"
+            f"    GROUP BY {q('TableName')}\n),\n"
+            f"t AS (\n    SELECT c.{q('TableName')},\n    {tier} AS {q('PriorityTier')},\n"
+            f"    CAST(COALESCE(c.{q('SLAHours')}, 24) AS {self.column_type(FLOAT)}) AS {q('SLAHours')},\n"
+            f"    o.{q('LastSuccessTs')},\n    {hours} AS {q('HoursSinceSuccess')}\n"
+            f"    FROM {self.qualified('config', 'ETL_Tables')} c\n"
+            f"    LEFT JOIN last_ok o ON o.{q('TableName')} = c.{q('TableName')}\n"
+            f"    WHERE c.{q('IsActive')} = {self.true_sql()}\n)\n"
+            f"SELECT t.{q('TableName')}, t.{q('PriorityTier')}, t.{q('SLAHours')}, t.{q('LastSuccessTs')}, "
+            f"t.{q('HoursSinceSuccess')},\n"
+            f"    CASE WHEN t.{q('LastSuccessTs')} IS NULL THEN 'CRITICAL'\n"
+            f"         WHEN t.{q('HoursSinceSuccess')} <= t.{q('SLAHours')} THEN 'OK'\n"
+            f"         WHEN t.{q('HoursSinceSuccess')} <= 2 * t.{q('SLAHours')} THEN 'WARNING'\n"
+            f"         ELSE 'CRITICAL' END AS {q('SLAStatus')}\n"
+            f"FROM t"
+        )
+        return {"vw_LastRuns": last_runs, "vw_TablePerformance": performance, "vw_SLABreach": sla}
 
     def existing_columns_sql(self) -> str:
         return ("SELECT column_name FROM information_schema.columns "
@@ -183,6 +295,22 @@ class Dialect:
 
     def load_staging(self, conn: Connection, spec: TableSpec, files: Sequence[Path], columns: Sequence[str]) -> int:
         raise NotImplementedError
+
+    @property
+    def stages_on_own_connection(self) -> bool:
+        """True when staging is bulk loaded over a connection the dialect opens itself (SQL Server bulk copy):
+        ``load.stage`` then commits the emptied staging table first, calls :meth:`bulk_load_staging`, and
+        records the batch afterwards.  False: :meth:`load_staging` runs inside the step's transaction."""
+        return False
+
+    def bulk_load_staging(self, target: Target, spec: TableSpec, files: Sequence[Path],
+                          columns: Sequence[str]) -> int:
+        """Load the committed, empty staging table on a connection of its own; returns the rows loaded."""
+        raise NotImplementedError
+
+    def count_staged_sql(self, spec: TableSpec) -> str:
+        """Rows in staging, counted in the transaction that records the batch (own-connection bulk paths)."""
+        return f"SELECT COUNT(*) FROM {self.qualified('stg', spec.sql_name)}"
 
     def duplicate_keys_sql(self, spec: TableSpec) -> str:
         keys = ", ".join(self.quote(k) for k in spec.primary_key)
@@ -292,7 +420,10 @@ class Target:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as c:
+        # A single-writer target (DuckDB file) is used by one process at a time: wait for it, do not fail.
+        from cbm_luigi.locking import target_lock
+
+        with target_lock(self), self.engine.begin() as c:
             yield Connection(c, self.dialect)
 
     def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cbm_luigi.config import Settings, redact
 from cbm_luigi.errors import ConfigError, SourceError, TransientSourceError
@@ -74,10 +75,13 @@ def _parse_clock(value: Any) -> datetime:
 
 class OdbcSource(Source):
     def __init__(self, conn_str: str, flavor: SourceFlavor, schema: str, login_timeout: int = 30,
-                 batch_rows: int = 50_000) -> None:
+                 batch_rows: int = 10_000, batch_bytes: int = 64 * 2**20) -> None:
         self.flavor = flavor
         self.schema = schema
         self.conn_str = flavor.connection_string(conn_str, batch_rows)
+        # arrow-odbc sizes its fetch buffers for the widest values of every column (a 300-column ERP table needs
+        # ~15 KB per row): this caps a batch's buffers, so wide tables get fewer rows per batch.
+        self.batch_bytes = batch_bytes
         self.login_timeout = login_timeout
         self._pyodbc: Any = None
 
@@ -152,8 +156,26 @@ class OdbcSource(Source):
             cur.close()
         return out
 
-    def read_batches(self, sql: str, params: Sequence[str], schema: pa.Schema, batch_rows: int
-                     ) -> Iterator[pa.RecordBatch]:
+    def open_reader(self, sql: str, params: Sequence[str], batch_rows: int, schema: pa.Schema | None = None
+                    ) -> Any:
+        """The arrow-odbc batch reader of a query, as the pipeline opens it (the benchmark's raw read uses it).
+
+        arrow-odbc fetches the next batch on its own thread while the caller works on the current one.  With
+        ``schema`` (the catalog's), a column the driver describes as a narrow float but the catalog as a double
+        is fetched as a double: psqlODBC describes ``double precision`` as SQL_FLOAT(17), which arrow-odbc reads
+        as float32 (110642.42857142857 became 110642.43).
+        """
+        map_schema = None
+        if schema is not None:
+            wanted = schema
+
+            def map_schema(detected: pa.Schema) -> pa.Schema:
+                for i, f in enumerate(detected):
+                    j = wanted.get_field_index(f.name)
+                    if j >= 0 and pa.types.is_float32(f.type) and pa.types.is_float64(wanted.field(j).type):
+                        detected = detected.set(i, f.with_type(pa.float64()))
+                return detected
+
         try:
             import arrow_odbc
         except ImportError as exc:
@@ -162,9 +184,15 @@ class OdbcSource(Source):
             conn = arrow_odbc.connect(self.conn_str, login_timeout_sec=self.login_timeout)
             for stmt in self.flavor.session_setup_sql():
                 conn.execute(stmt)
-            reader = conn.read_arrow_batches(sql, batch_size=batch_rows, parameters=list(params) or None)
+            return conn.read_arrow_batches(sql, batch_size=batch_rows, parameters=list(params) or None,
+                                           fetch_concurrently=True, map_schema=map_schema,
+                                           max_bytes_per_batch=self.batch_bytes)
         except Exception as exc:
             raise self._error(exc, "extraction query") from exc
+
+    def read_batches(self, sql: str, params: Sequence[str], schema: pa.Schema, batch_rows: int
+                     ) -> Iterator[pa.RecordBatch]:
+        reader = self.open_reader(sql, params, batch_rows, schema)
         try:
             for batch in reader:
                 yield conform_batch(batch, schema)
@@ -255,10 +283,13 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     A value that cannot be represented (e.g. a decimal wider than its declared precision) raises a SourceError
     naming the column.
     """
-    if batch.schema.equals(schema):
-        return batch
     if batch.num_columns != len(schema):
         raise SourceError(f"source returned {batch.num_columns} columns, expected {len(schema)}")
+    for arr, field in zip(batch.columns, schema, strict=True):
+        if pa.types.is_decimal(field.type):
+            check_decimal_precision(arr, field)
+    if batch.schema.equals(schema):
+        return batch
     arrays = []
     for arr, field in zip(batch.columns, schema, strict=True):
         if arr.type.equals(field.type):
@@ -277,6 +308,29 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def check_decimal_precision(arr: pa.Array, field: pa.Field) -> None:
+    """Refuse decimals wider than the column's declared precision.
+
+    Progress does not enforce DECIMAL precision, and a driver may hand over a decimal128(p, s) array whose values
+    need more than p digits: written to parquet as is (INT32/INT64 storage for p <= 18), they would come back as
+    different numbers.  Checked on every batch, vectorised; the message names the column and the fix.
+    """
+    typ = field.type
+    if not pa.types.is_decimal(arr.type) or typ.precision >= 38:
+        return
+    widened = arr.cast(pa.decimal128(38, arr.type.scale), safe=False)
+    limit = pa.scalar(Decimal(10) ** (typ.precision - typ.scale), pa.decimal128(38, arr.type.scale))
+    too_wide = pc.greater_equal(pc.abs(widened), limit)
+    count = pc.sum(too_wide).as_py() or 0
+    if count:
+        sample = widened.filter(too_wide)[0].as_py()
+        raise SourceError(
+            f"column {field.name}: {count} value(s) need more than the {typ.precision} digits its catalog declares "
+            f"(e.g. {sample}); Progress does not enforce DECIMAL precision. Raise NumericPrecision for this column "
+            "in config.ETL_Columns (cbm-etl sync-columns keeps a wider value) or exclude the column"
+        )
+
+
 def open_source(settings: Settings) -> Source:
     """Open the configured source.  ``sqlite:///path`` uses stdlib sqlite3; anything else is ODBC."""
     flavor = FLAVORS[settings.source_flavor]()
@@ -291,4 +345,4 @@ def open_source(settings: Settings) -> Source:
             raise ConfigError(f"CBM_SOURCE is a sqlite file but CBM_SOURCE_FLAVOR={flavor.name}; set it to sqlite")
         return SqliteSource(src[len("sqlite:///"):], flavor, settings.source_schema)
     return OdbcSource(src, flavor, settings.source_schema, settings.source_login_timeout,
-                      settings.extract_batch_rows)
+                      settings.extract_batch_rows, settings.extract_batch_mb * 2**20)

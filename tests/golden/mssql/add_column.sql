@@ -1,0 +1,1 @@
+ALTER TABLE [ods].[order-line] ADD [new-col] nvarchar(30) NULL

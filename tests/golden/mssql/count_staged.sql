@@ -1,0 +1,1 @@
+SELECT COUNT_BIG(*) FROM [stg].[order-line] WITH (TABLOCK, HOLDLOCK)

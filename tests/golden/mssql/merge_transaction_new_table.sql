@@ -1,0 +1,78 @@
+BEGIN TRANSACTION
+
+SELECT [Batch], [Mode], [RowsStaged], [SourceClockTs] FROM [etl].[ETL_StagingState] WITH (UPDLOCK, HOLDLOCK) WHERE [TableName] = :t
+-- params: t
+
+SELECT c.[name] FROM sys.columns AS c WHERE c.[object_id] = OBJECT_ID(QUOTENAME(:schema) + N'.' + QUOTENAME(:table), N'U') ORDER BY c.[column_id]
+-- params: schema, table
+
+IF OBJECT_ID(N'[ods].[order-line]', N'U') IS NULL
+CREATE TABLE [ods].[order-line] (
+    [order-num] int NOT NULL,
+    [line] int NOT NULL,
+    [select] nvarchar(8) NULL,
+    [desc] nvarchar(4000) NULL,
+    [long-text] nvarchar(max) NULL,
+    [price$] decimal(38,10) NULL,
+    [qty]]x] decimal(9,2) NULL,
+    [rate] float NULL,
+    [big] bigint NULL,
+    [is-open] bit NULL,
+    [ship-date] date NULL,
+    [dat-mod] datetime2(3) NULL,
+    [stamp-tz] datetimeoffset(3) NULL,
+    [blob] varbinary(max) NULL,
+    [hashdiff] char(64) NOT NULL,
+    [ts_source] datetime2(3) NULL,
+    [load_ts] datetime2(3) NOT NULL,
+    [etl_batch] nvarchar(64) NULL,
+    CONSTRAINT [PK_ods_order-line] PRIMARY KEY CLUSTERED ([order-num], [line])
+)
+
+SET NOCOUNT ON;
+DECLARE @actions TABLE ([action] nvarchar(10) NOT NULL);
+MERGE INTO [ods].[order-line] WITH (HOLDLOCK) AS o
+USING [stg].[order-line] AS s
+    ON o.[order-num] = s.[order-num] AND o.[line] = s.[line]
+WHEN MATCHED AND o.[hashdiff] <> s.[hashdiff] THEN
+    UPDATE SET
+        [select] = s.[select],
+        [desc] = s.[desc],
+        [long-text] = s.[long-text],
+        [price$] = s.[price$],
+        [qty]]x] = s.[qty]]x],
+        [rate] = s.[rate],
+        [big] = s.[big],
+        [is-open] = s.[is-open],
+        [ship-date] = s.[ship-date],
+        [dat-mod] = s.[dat-mod],
+        [stamp-tz] = s.[stamp-tz],
+        [blob] = s.[blob],
+        [hashdiff] = s.[hashdiff],
+        [ts_source] = s.[ts_source],
+        [load_ts] = s.[load_ts],
+        [etl_batch] = :batch
+WHEN NOT MATCHED BY TARGET THEN
+    INSERT ([order-num], [line], [select], [desc], [long-text], [price$], [qty]]x], [rate], [big], [is-open], [ship-date], [dat-mod], [stamp-tz], [blob], [hashdiff], [ts_source], [load_ts], [etl_batch])
+    VALUES (s.[order-num], s.[line], s.[select], s.[desc], s.[long-text], s.[price$], s.[qty]]x], s.[rate], s.[big], s.[is-open], s.[ship-date], s.[dat-mod], s.[stamp-tz], s.[blob], s.[hashdiff], s.[ts_source], s.[load_ts], :batch)
+OUTPUT $action INTO @actions;
+SET NOCOUNT OFF;
+SELECT
+    COALESCE(SUM(CASE WHEN [action] = N'INSERT' THEN 1 ELSE 0 END), 0) AS [inserted],
+    COALESCE(SUM(CASE WHEN [action] = N'UPDATE' THEN 1 ELSE 0 END), 0) AS [updated]
+FROM @actions;
+-- params: batch
+
+UPDATE [config].[ETL_Tables] SET [LastSuccessTs] = :ts WHERE [TableName] = :t AND ([LastSuccessTs] IS NULL OR [LastSuccessTs] < :ts)
+-- params: t, ts
+
+INSERT INTO [etl].[ETL_Markers] ([MarkerId], [TableName], [Batch], [Mode], [RunId], [CompletedTs]) VALUES (:m, :t, :b, :mode, :r, :ts)
+-- params: b, m, mode, r, t, ts
+
+INSERT INTO [etl].[ETL_Log] ([LogId], [RunId], [TableName], [Batch], [Mode], [StepName], [Status], [RowsProcessed], [RowsInserted], [RowsUpdated], [RowsUnchanged], [DurationSeconds], [ErrorMessage], [LogTs]) VALUES (:LogId, :RunId, :TableName, :Batch, :Mode, :StepName, :Status, :RowsProcessed, :RowsInserted, :RowsUpdated, :RowsUnchanged, :DurationSeconds, :ErrorMessage, :LogTs)
+-- params: Batch, DurationSeconds, ErrorMessage, LogId, LogTs, Mode, RowsInserted, RowsProcessed, RowsUnchanged, RowsUpdated, RunId, Status, StepName, TableName
+
+INSERT INTO [etl].[ETL_Log] ([LogId], [RunId], [TableName], [Batch], [Mode], [StepName], [Status], [RowsProcessed], [RowsInserted], [RowsUpdated], [RowsUnchanged], [DurationSeconds], [ErrorMessage], [LogTs]) VALUES (:LogId, :RunId, :TableName, :Batch, :Mode, :StepName, :Status, :RowsProcessed, :RowsInserted, :RowsUpdated, :RowsUnchanged, :DurationSeconds, :ErrorMessage, :LogTs)
+-- params: Batch, DurationSeconds, ErrorMessage, LogId, LogTs, Mode, RowsInserted, RowsProcessed, RowsUnchanged, RowsUpdated, RunId, Status, StepName, TableName
+
+COMMIT
