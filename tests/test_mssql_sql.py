@@ -120,9 +120,9 @@ class RecordingTarget(Target):
                                   "FROM @actions": (4, 3)})
         self.log.append(("COMMIT", []))
 
-    def existing_columns(self, conn: Any, schema: str, table: str) -> list[str]:
+    def existing_column_types(self, conn: Any, schema: str, table: str) -> list[tuple[Any, ...]]:
         conn.fetchall(self.dialect.existing_columns_sql(), {"schema": schema, "table": table})
-        return self.existing_ods
+        return [(name, None, None, None, None) for name in self.existing_ods]
 
 
 def render_log(log: Sequence[tuple[str, list[str]]]) -> str:
@@ -157,6 +157,7 @@ def statements() -> dict[str, str]:
         "create_ods": D.create_table_sql("ods", SPEC.sql_name, D.ods_columns(SPEC), SPEC.primary_key),
         "add_column": D.add_column_sql("ods", SPEC.sql_name, ColumnDef("new-col", D.column_type(STRING, 30))),
         "existing_columns": D.existing_columns_sql(),
+        "widen_column": D.alter_column_type_sql("ods", SPEC.sql_name, ColumnDef("price$", "decimal(24,6)")),
         "truncate_staging": D.truncate_sql("stg", SPEC.sql_name),
         "count_staged": D.count_staged_sql(SPEC),
         "insert_staging_pyodbc": D.insert_staging_sql(SPEC, COLUMNS),

@@ -39,7 +39,8 @@ class DuckDBDialect(Dialect):
 
     def existing_columns_sql(self) -> str:
         cat = " AND table_catalog = :catalog" if self.catalog else ""
-        return ("SELECT column_name FROM information_schema.columns "
+        return ("SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale "
+                "FROM information_schema.columns "
                 f"WHERE table_schema = :schema AND table_name = :table{cat} ORDER BY ordinal_position")
 
     def existing_columns_params(self) -> dict[str, str]:

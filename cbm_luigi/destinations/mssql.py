@@ -257,9 +257,17 @@ class MssqlDialect(Dialect):
         return f"ALTER TABLE {self.qualified(schema, table)} ADD {self.quote(column.name)} {column.type} NULL"
 
     def existing_columns_sql(self) -> str:
-        return ("SELECT c.[name] FROM sys.columns AS c "
+        # character length in characters (nvarchar stores 2 bytes each), -1 for (max)
+        return ("SELECT c.[name], TYPE_NAME(c.[user_type_id]), "
+                "CASE WHEN c.[max_length] = -1 THEN -1 "
+                "WHEN TYPE_NAME(c.[user_type_id]) IN (N'nvarchar', N'nchar') THEN c.[max_length] / 2 "
+                "ELSE c.[max_length] END, c.[precision], c.[scale] FROM sys.columns AS c "
                 "WHERE c.[object_id] = OBJECT_ID(QUOTENAME(:schema) + N'.' + QUOTENAME(:table), N'U') "
                 "ORDER BY c.[column_id]")
+
+    def alter_column_type_sql(self, schema: str, table: str, column: ColumnDef) -> str:
+        return (f"ALTER TABLE {self.qualified(schema, table)} ALTER COLUMN {self.quote(column.name)} "
+                f"{column.type} NULL")
 
     # -- monitoring views: the shared definitions of Dialect.monitoring_views(), with T-SQL time functions -------
     def now_sql(self) -> str:

@@ -3,7 +3,7 @@ BEGIN TRANSACTION
 SELECT [Batch], [Mode], [RowsStaged], [SourceClockTs] FROM [etl].[ETL_StagingState] WITH (UPDLOCK, HOLDLOCK) WHERE [TableName] = :t
 -- params: t
 
-SELECT c.[name] FROM sys.columns AS c WHERE c.[object_id] = OBJECT_ID(QUOTENAME(:schema) + N'.' + QUOTENAME(:table), N'U') ORDER BY c.[column_id]
+SELECT c.[name], TYPE_NAME(c.[user_type_id]), CASE WHEN c.[max_length] = -1 THEN -1 WHEN TYPE_NAME(c.[user_type_id]) IN (N'nvarchar', N'nchar') THEN c.[max_length] / 2 ELSE c.[max_length] END, c.[precision], c.[scale] FROM sys.columns AS c WHERE c.[object_id] = OBJECT_ID(QUOTENAME(:schema) + N'.' + QUOTENAME(:table), N'U') ORDER BY c.[column_id]
 -- params: schema, table
 
 ALTER TABLE [ods].[order-line] ADD [blob] varbinary(max) NULL

@@ -1,0 +1,1 @@
+ALTER TABLE [ods].[order-line] ALTER COLUMN [price$] decimal(24,6) NULL
