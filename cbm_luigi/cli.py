@@ -41,13 +41,16 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ign
 
 
 def setup_logging(verbose: bool = False) -> None:
-    from cbm_luigi.runlog import RUN_ID
+    from cbm_luigi.logs import RedactingFormatter, RunIdFilter
 
     root = logging.getLogger()
-    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [run {RUN_ID[:8]}] %(name)s: %(message)s"))
+        handler.addFilter(RunIdFilter())
         root.addHandler(handler)
+    # the run id on every line; passwords, tokens and webhook signatures never written (cbm_luigi/logs.py)
+    handler.setFormatter(RedactingFormatter())
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("luigi-interface").setLevel(logging.DEBUG if verbose else logging.INFO)
     # luigi.build would add its own handler to "luigi-interface" (every line printed twice): logging is
@@ -71,14 +74,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    # Commands that load (set_defaults(log_file=True)) also log to their own file under CBM_LOG_DIR.
+    log_file = bool(getattr(args, "log_file", False))
+    if log_file:
+        from cbm_luigi.logs import start_run_log
+
+        start_run_log(args.command)
     try:
         return int(args.func(args) or 0)
     except CbmError as exc:
+        if log_file:
+            logging.getLogger("cbm_luigi.cli").error("%s", exc)
         print(f"cbm-etl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("cbm-etl: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if log_file:
+            from cbm_luigi.logs import stop_run_log
+
+            stop_run_log()
 
 
 if __name__ == "__main__":

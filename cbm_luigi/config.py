@@ -10,7 +10,10 @@ CBM_TARGET             target                       SQLAlchemy URL, default ``du
 CBM_CACHE_DIR          cache_dir                    parquet cache, default ``data/cache/parquet``
 CBM_LOG_DIR            log_dir                      run logs, default ``data/logs``
 CBM_BATCH_GRANULARITY  batch_granularity            day (default) | hour: the default ``--batch``
-CBM_EXTRACT_BATCH_ROWS extract_batch_rows           rows per Arrow record batch read from the source
+CBM_EXTRACT_BATCH_ROWS extract_batch_rows           rows per Arrow record batch read from the source (at most)
+CBM_EXTRACT_BATCH_MB   extract_batch_mb             MiB of ODBC fetch buffers per batch (caps the rows of wide tables)
+CBM_TRANSFORM_WORKERS  transform_workers            threads hashing batches while the next ones are read
+CBM_STAGE_WHILE_EXTRACTING  stage_while_extracting  1: stream rows into staging during the extract (PostgreSQL)
 CBM_SOURCE_TIMEOUT     source_login_timeout         seconds to wait for a source connection
 =====================  ===========================  ==============================================
 
@@ -48,7 +51,10 @@ class cbm(luigi.Config):
     cache_dir = luigi.Parameter(default="data/cache/parquet")
     log_dir = luigi.Parameter(default="data/logs")
     batch_granularity = luigi.Parameter(default="day")
-    extract_batch_rows = luigi.IntParameter(default=50_000)
+    extract_batch_rows = luigi.IntParameter(default=10_000)
+    extract_batch_mb = luigi.IntParameter(default=64)
+    transform_workers = luigi.IntParameter(default=2)
+    stage_while_extracting = luigi.BoolParameter(default=True)
     rows_per_parquet_file = luigi.IntParameter(default=1_000_000)
     source_login_timeout = luigi.IntParameter(default=30)
 
@@ -67,6 +73,10 @@ class Settings:
     extract_batch_rows: int
     rows_per_parquet_file: int
     source_login_timeout: int
+    # performance (docs/PERFORMANCE.md)
+    extract_batch_mb: int = 64
+    transform_workers: int = 2
+    stage_while_extracting: bool = True
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -118,6 +128,15 @@ def _as_int(env_name: str, cfg_value: object, minimum: int = 1) -> int:
     return value
 
 
+def _as_bool(env_name: str, cfg_value: object) -> bool:
+    text = _pick(env_name, cfg_value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{env_name} must be true or false (1 / 0), got {text!r}")
+
+
 def load_settings() -> Settings:
     """Read ``.env``, luigi.cfg ``[cbm]`` and the environment, validate, and return the settings."""
     load_dotenv_once()
@@ -141,6 +160,9 @@ def load_settings() -> Settings:
         extract_batch_rows=_as_int("CBM_EXTRACT_BATCH_ROWS", section.extract_batch_rows),
         rows_per_parquet_file=_as_int("CBM_ROWS_PER_PARQUET_FILE", section.rows_per_parquet_file),
         source_login_timeout=_as_int("CBM_SOURCE_TIMEOUT", section.source_login_timeout),
+        extract_batch_mb=_as_int("CBM_EXTRACT_BATCH_MB", section.extract_batch_mb),
+        transform_workers=_as_int("CBM_TRANSFORM_WORKERS", section.transform_workers),
+        stage_while_extracting=_as_bool("CBM_STAGE_WHILE_EXTRACTING", section.stage_while_extracting),
     )
 
 

@@ -214,11 +214,11 @@ class StagingWhileExtracting:
         error = exc or TargetError("staging while extracting abandoned")
         try:
             self.stream.abort(error)
-        except Exception:  # noqa: BLE001 - rolling back anyway
+        except Exception:  # rolling back anyway
             log.debug("COPY abort failed", exc_info=True)
         try:
             self._stack.__exit__(type(error), error, error.__traceback__)
-        except Exception:  # noqa: BLE001 - the transaction is gone either way
+        except Exception:  # the transaction is gone either way
             log.debug("staging rollback failed", exc_info=True)
 
 

@@ -3,11 +3,17 @@
     cbm-etl run produit --mode incremental          # one table
     cbm-etl run --all --mode incremental            # LoadAll
     cbm-etl run produit --batch 2026-11-25T14 --workers 2 --scheduler-host 127.0.0.1
+
+Exit code: 0 when every requested table is loaded (or already was, for this batch), 1 when any table failed or
+was not run, 2 for a configuration error found before the run (e.g. a dependency cycle).  The summary names
+each table's outcome: loaded, already loaded, FAILED at <step>, or NOT RUN and why (a dependency that did not
+load, or the critical gate).  The run also logs to its own file under CBM_LOG_DIR.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 import luigi
@@ -15,8 +21,11 @@ import luigi
 from cbm_luigi import runlog
 from cbm_luigi.destinations import open_target
 from cbm_luigi.metadata import ETL_LOG
+from cbm_luigi.orchestration import Outcome, Plan, current_plan, table_outcomes
 from cbm_luigi.tasks import LoadAll, LoadTable
-from cbm_luigi.tasks.common import settings
+from cbm_luigi.tasks.common import canonical_table, settings
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: Any) -> None:
@@ -29,18 +38,27 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--continue-on-error", action="store_true")
     p.add_argument("--scheduler-host", help="use the central scheduler (luigid) at this host")
     p.add_argument("--scheduler-port", type=int, default=8082)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, log_file=True)
 
 
-def build(tasks: list[luigi.Task], workers: int = 1, scheduler_host: str | None = None,
-          scheduler_port: int = 8082) -> bool:
-    """Run tasks through Luigi; True when everything asked for is complete."""
+def build_result(tasks: list[luigi.Task], workers: int = 1, scheduler_host: str | None = None,
+                 scheduler_port: int = 8082) -> luigi.execution_summary.LuigiRunResult:
+    """Run tasks through Luigi (the central scheduler when a host is given, else a local one)."""
     kwargs: dict[str, Any] = {"workers": workers, "detailed_summary": True}
     if scheduler_host:
         kwargs.update(scheduler_host=scheduler_host, scheduler_port=scheduler_port)
     else:
         kwargs["local_scheduler"] = True
-    result = luigi.build(tasks, **kwargs)
+    return luigi.build(tasks, **kwargs)
+
+
+def build(tasks: list[luigi.Task], workers: int = 1, scheduler_host: str | None = None,
+          scheduler_port: int = 8082) -> bool:
+    """Run tasks through Luigi; True when everything asked for is complete."""
+    return succeeded(build_result(tasks, workers, scheduler_host, scheduler_port))
+
+
+def succeeded(result: luigi.execution_summary.LuigiRunResult) -> bool:
     return bool(result.scheduling_succeeded) and result.status in (
         luigi.execution_summary.LuigiStatusCode.SUCCESS,
         luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY,
@@ -50,13 +68,71 @@ def build(tasks: list[luigi.Task], workers: int = 1, scheduler_host: str | None 
 def cmd_run(args: argparse.Namespace) -> int:
     if bool(args.table) == bool(args.all):
         raise SystemExit("cbm-etl run: give a TABLE or --all (not both)")
+    url = settings().target
+    plan = current_plan(url)
+    task: LoadAll | LoadTable
     if args.all:
-        task: luigi.Task = LoadAll(mode=args.mode, batch=args.batch, continue_on_error=args.continue_on_error)
+        task = LoadAll(mode=args.mode, batch=args.batch, continue_on_error=args.continue_on_error)
+        tables = list(plan.tables)
+        plan.check()  # a cycle or a bad dependency: refused before anything runs, naming it
     else:
         task = LoadTable(table=args.table, mode=args.mode, batch=args.batch)
-    ok = build([task], args.workers, args.scheduler_host, args.scheduler_port)
-    print_run_summary(runlog.RUN_ID)
+        tables = [canonical_table(url, args.table)]
+        plan.check(tables)
+    log.info("run %s: %s, mode %s, batch %s, %d worker(s), %s", runlog.RUN_ID, "all tables" if args.all else
+             tables[0], args.mode, task.batch, args.workers,
+             f"scheduler {args.scheduler_host}:{args.scheduler_port}" if args.scheduler_host else "local scheduler")
+    try:
+        result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
+    except Exception as exc:  # noqa: BLE001 - e.g. the central scheduler is unreachable: say so, exit non-zero
+        log.error("the run could not complete: %s: %s", type(exc).__name__, exc)
+        print(f"cbm-etl run: {type(exc).__name__}: {exc}")
+        return 1
+    outcomes = print_outcomes(plan, tables, task.batch, continue_on_error=args.continue_on_error, gate=args.all)
+    ok = succeeded(result) and outcomes is not None and all(o.ok for o in outcomes)
     return 0 if ok else 1
+
+
+def outcomes_of_run(plan: Plan, tables: list[str], batch: str, *, continue_on_error: bool,
+                    gate: bool = True) -> list[Outcome]:
+    """Each table's outcome in this run, from etl.ETL_Log (this run id and batch) and the merge markers."""
+    target = open_target(settings().target)
+    d = target.dialect
+    q = d.quote
+    names = ["TableName", "StepName", "Status", "RowsProcessed", "RowsInserted", "RowsUpdated", "RowsUnchanged",
+             "DurationSeconds", "ErrorMessage"]
+    rows = [dict(zip(names, r, strict=True)) for r in target.fetchall(
+        f"SELECT {', '.join(q(n) for n in names)} FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} "
+        f"WHERE {q('RunId')} = :r AND {q('Batch')} = :b ORDER BY {q('LogTs')}",
+        {"r": runlog.RUN_ID, "b": batch},
+    )]
+    wanted = plan.closure(tables)
+    complete = {t: runlog.marker_exists(target, t, batch) for t in wanted}
+    return table_outcomes(plan, tables, rows, complete, continue_on_error=continue_on_error, gate=gate)
+
+
+def print_outcomes(plan: Plan, tables: list[str], batch: str, *, continue_on_error: bool,
+                   gate: bool = True) -> list[Outcome] | None:
+    """Print (and log) the run summary; None when the target cannot be read (Luigi's summary said why)."""
+    from cbm_luigi.commands.setup import print_table
+
+    try:
+        outcomes = outcomes_of_run(plan, tables, batch, continue_on_error=continue_on_error, gate=gate)
+    except Exception as exc:  # noqa: BLE001 - the target may be what failed; Luigi's summary said it already
+        log.error("no run summary: the target cannot be read (%s)", exc)
+        return None
+    rows = []
+    for o in outcomes:
+        seconds = f"{o.seconds:.1f}" if o.seconds else ""
+        rows.append((o.table, o.tier, o.describe(), *(("" if v is None else v) for v in
+                     (o.rows, o.inserted, o.updated, o.unchanged)), seconds, o.detail[:100]))
+        if o.ok:
+            log.info("%s: %s %s", o.table, o.describe(), o.detail)
+        else:
+            log.error("%s: %s %s", o.table, o.describe(), o.detail)
+    print(f"\nrun {runlog.RUN_ID} batch {batch}: {sum(o.ok for o in outcomes)} of {len(outcomes)} table(s) loaded")
+    print_table(("table", "tier", "outcome", "rows", "inserted", "updated", "unchanged", "seconds", "detail"), rows)
+    return outcomes
 
 
 def run_summary(run_id: str) -> list[tuple[Any, ...]]:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -67,6 +67,8 @@ class Dialect:
     """ANSI-flavoured defaults shared by PostgreSQL and DuckDB; subclasses override what differs."""
 
     name = "ansi"
+    #: how messages name the database
+    title = "SQL"
     #: oldest and newest date the target can hold (the transform nulls what falls outside, and counts it)
     min_date = date(1, 1, 1)
     max_date = date(9999, 12, 31)
@@ -89,30 +91,29 @@ class Dialect:
         return f"{self.quote(schema)}.{self.quote(name)}"
 
     # -- types ------------------------------------------------------------------------------------------------
+    #: DDL type of each logical type that takes no length or precision (strings and decimals are built below)
+    type_names: ClassVar[dict[str, str]] = {
+        INTEGER: "INTEGER", BIGINT: "BIGINT", FLOAT: "DOUBLE PRECISION", BOOLEAN: "BOOLEAN", DATE: "DATE",
+        TIMESTAMP: "TIMESTAMP", TIMESTAMP_TZ: "TIMESTAMP WITH TIME ZONE", BINARY: "BYTEA",
+    }
+
     def column_type(self, logical: str, width: int | None = None, precision: int | None = None,
                     scale: int | None = None) -> str:
         if logical == STRING:
-            return "TEXT"
-        if logical == INTEGER:
-            return "INTEGER"
-        if logical == BIGINT:
-            return "BIGINT"
+            return self.string_type(width)
         if logical == DECIMAL:
-            p, s = self.decimal_precision(precision, scale)
-            return f"DECIMAL({p},{s})"
-        if logical == FLOAT:
-            return "DOUBLE PRECISION"
-        if logical == BOOLEAN:
-            return "BOOLEAN"
-        if logical == DATE:
-            return "DATE"
-        if logical == TIMESTAMP:
-            return "TIMESTAMP"
-        if logical == TIMESTAMP_TZ:
-            return "TIMESTAMP WITH TIME ZONE"
-        if logical == BINARY:
-            return "BYTEA"
-        raise TargetError(f"no {self.name} type for logical type {logical!r}")
+            return self.decimal_type(*self.decimal_precision(precision, scale))
+        try:
+            return self.type_names[logical]
+        except KeyError:
+            raise TargetError(f"no {self.title} type for logical type {logical!r}") from None
+
+    def string_type(self, width: int | None) -> str:
+        """Unbounded by default: no truncation, whatever the catalog says (Progress does not enforce widths)."""
+        return "TEXT"
+
+    def decimal_type(self, precision: int, scale: int) -> str:
+        return f"DECIMAL({precision},{scale})"
 
     def decimal_precision(self, precision: int | None, scale: int | None) -> tuple[int, int]:
         """Progress decimals default to 50 digits with scale 10: cap the precision, keep the scale."""

@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -133,6 +133,7 @@ class MssqlDialect(Dialect):
     """SQL Server 2019+ (and Azure SQL Database / Managed Instance)."""
 
     name = "mssql"
+    title = "SQL Server"
     max_decimal_precision = 38
     #: rows per Arrow record batch read from parquet and handed to the bulk copy (bounds client memory)
     arrow_chunk_rows = 50_000
@@ -191,30 +192,16 @@ class MssqlDialect(Dialect):
         return name
 
     # -- types ------------------------------------------------------------------------------------------------
-    def column_type(self, logical: str, width: int | None = None, precision: int | None = None,
-                    scale: int | None = None) -> str:
-        if logical == STRING:
-            return f"nvarchar({width})" if width and 0 < width <= MAX_NVARCHAR else "nvarchar(max)"
-        if logical == INTEGER:
-            return "int"
-        if logical == BIGINT:
-            return "bigint"
-        if logical == DECIMAL:
-            p, s = self.decimal_precision(precision, scale)
-            return f"decimal({p},{s})"
-        if logical == FLOAT:
-            return "float"
-        if logical == BOOLEAN:
-            return "bit"
-        if logical == DATE:
-            return "date"
-        if logical == TIMESTAMP:
-            return "datetime2(3)"
-        if logical == TIMESTAMP_TZ:
-            return "datetimeoffset(3)"
-        if logical == BINARY:
-            return "varbinary(max)"
-        raise TargetError(f"no SQL Server type for logical type {logical!r}")
+    type_names: ClassVar[dict[str, str]] = {
+        INTEGER: "int", BIGINT: "bigint", FLOAT: "float", BOOLEAN: "bit", DATE: "date",
+        TIMESTAMP: "datetime2(3)", TIMESTAMP_TZ: "datetimeoffset(3)", BINARY: "varbinary(max)",
+    }
+
+    def string_type(self, width: int | None) -> str:
+        return f"nvarchar({width})" if width and 0 < width <= MAX_NVARCHAR else "nvarchar(max)"
+
+    def decimal_type(self, precision: int, scale: int) -> str:
+        return f"decimal({precision},{scale})"
 
     def hashdiff_type(self) -> str:
         return "char(64)"

@@ -1,18 +1,28 @@
-"""PostgreSQL destination: COPY (CSV from Arrow) into staging, MERGE (PostgreSQL 15+) into the ODS."""
+"""PostgreSQL destination: COPY (CSV from Arrow) into staging, MERGE (PostgreSQL 15+) into the ODS.
+
+Staging and ODS tables are created ``WITH (toast_tuple_target = 8160)``: an ERP row of a few hundred short columns
+is wider than PostgreSQL's default 2 KB toast threshold, and trying to compress each of its small values made the
+COPY 3x and the first MERGE 5x slower (docs/PERFORMANCE.md).  Staging can be loaded while the extract is written
+(:meth:`PostgresDialect.open_staging_stream`), or from the parquet files (:meth:`PostgresDialect.load_staging`).
+"""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from cbm_luigi.destinations.base import Connection, Dialect
+from cbm_luigi.destinations.base import HASHDIFF, ColumnDef, Connection, Dialect, MergeCounts
+from cbm_luigi.errors import TargetError
 from cbm_luigi.metadata import TableSpec
+
+#: rows wider than this are toasted; 8160 is the largest value PostgreSQL accepts (a heap page holds one such row)
+TOAST_TUPLE_TARGET = 8160
 
 # SQLSTATE classes worth a retry: connection exceptions, serialization failure, deadlock, lock timeout,
 # too many connections, admin shutdown / cannot connect now.
@@ -21,6 +31,7 @@ _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "53300", "57P01", "57P02", "5
 
 class PostgresDialect(Dialect):
     name = "postgresql"
+    title = "PostgreSQL"
     max_decimal_precision = 1000
 
     def column_type(self, logical: str, width: int | None = None, precision: int | None = None,
@@ -31,25 +42,57 @@ class PostgresDialect(Dialect):
     def truncate_sql(self, schema: str, table: str) -> str:
         return f"TRUNCATE TABLE {self.qualified(schema, table)}"
 
+    def create_table_sql(self, schema: str, table: str, columns: Sequence[ColumnDef],
+                         primary_key: Sequence[str] = ()) -> str:
+        sql = super().create_table_sql(schema, table, columns, primary_key)
+        if schema in ("stg", "ods"):
+            sql += f" WITH (toast_tuple_target = {TOAST_TUPLE_TARGET})"
+        return sql
+
     def copy_sql(self, spec: TableSpec, columns: Sequence[str]) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
         return f"COPY {self.qualified('stg', spec.sql_name)} ({cols}) FROM STDIN WITH (FORMAT csv)"
 
+    def open_staging_stream(self, conn: Connection, spec: TableSpec, columns: Sequence[str]) -> CopyStream:
+        """A COPY into the (created, emptied) staging table, fed batch by batch in the caller's transaction."""
+        return CopyStream(conn, self.copy_sql(spec, columns), list(columns))
+
     def load_staging(self, conn: Connection, spec: TableSpec, files: Sequence[Path], columns: Sequence[str]) -> int:
-        """Stream each parquet row group as CSV into COPY (NULL is an unquoted empty field, '' is quoted)."""
-        rows = 0
-        raw = conn.driver_connection
-        options = pcsv.WriteOptions(include_header=False, quoting_style="needed")
-        with raw.cursor() as cur, cur.copy(self.copy_sql(spec, columns)) as copy:
+        """Stream the parquet files as CSV into COPY (NULL is an unquoted empty field, '' is quoted)."""
+        stream = self.open_staging_stream(conn, spec, columns)
+        try:
             for path in files:
-                pf = pq.ParquetFile(path)
-                for batch in pf.iter_batches(columns=list(columns), batch_size=20_000):
-                    batch = _bytea_as_hex(batch)
-                    buf = io.BytesIO()
-                    pcsv.write_csv(batch, buf, options)
-                    copy.write(buf.getbuffer())
-                    rows += batch.num_rows
-        return rows
+                for batch in pq.ParquetFile(path).iter_batches(columns=list(columns), batch_size=10_000):
+                    stream.write(stream.encode(batch))
+        except BaseException as exc:
+            stream.abort(exc)
+            raise
+        return stream.close()
+
+    def count_changes_sql(self, spec: TableSpec) -> str:
+        """New keys and changed rows of staging, in one join (the MERGE's own join, counted first)."""
+        key = self.quote(spec.primary_key[0])
+        h = self.quote(HASHDIFF)
+        return (f"SELECT COUNT(*) FILTER (WHERE o.{key} IS NULL), "
+                f"COUNT(*) FILTER (WHERE o.{key} IS NOT NULL AND o.{h} <> s.{h})\n"
+                f"FROM {self.qualified('stg', spec.sql_name)} s\n"
+                f"LEFT JOIN {self.qualified('ods', spec.sql_name)} o ON {self._key_join(spec, 'o', 's')}")
+
+    def merge(self, conn: Connection, spec: TableSpec, batch: str, staged: int) -> MergeCounts:
+        """Nothing staged: nothing to read.  Else one counting join, then the MERGE (checked against it)."""
+        if staged == 0:
+            return MergeCounts(staged=0, inserted=0, updated=0)
+        row = conn.fetchone(self.count_changes_sql(spec))
+        inserted, updated = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+        if inserted + updated == 0:
+            return MergeCounts(staged=staged, inserted=0, updated=0)
+        affected = conn.execute(self.merge_sql(spec), {"batch": batch})
+        if affected >= 0 and affected != inserted + updated:
+            raise TargetError(
+                f"table {spec.table_name}: MERGE touched {affected} rows but {inserted} new and {updated} changed "
+                "were counted; rolled back (is another process writing to the ODS table?)"
+            )
+        return MergeCounts(staged=staged, inserted=inserted, updated=updated)
 
     def lock_staging_state_sql(self) -> str | None:
         return ('SELECT "Batch", "Mode", "RowsStaged", "SourceClockTs" FROM "etl"."ETL_StagingState" '
@@ -63,15 +106,61 @@ class PostgresDialect(Dialect):
         return bool(getattr(exc, "connection_invalidated", False))
 
 
+class CopyStream:
+    """A running ``COPY ... FROM STDIN (FORMAT csv)`` on the connection of the caller's transaction.
+
+    ``encode`` (CSV bytes of a batch, any thread) and ``write`` (in order, one thread) are separate so that the
+    extract pipeline encodes in its transform workers; psycopg's queued writer sends the bytes from a thread of
+    its own (at most 1024 x 128 KB queued), so the writer does not wait for the server between batches.
+    """
+
+    def __init__(self, conn: Connection, sql: str, columns: list[str]) -> None:
+        from psycopg.copy import QueuedLibpqWriter
+
+        self.columns = columns
+        self.rows = 0
+        self._cursor = conn.driver_connection.cursor()
+        self._context = self._cursor.copy(sql, writer=QueuedLibpqWriter(self._cursor))
+        self._copy = self._context.__enter__()
+        self._options = pcsv.WriteOptions(include_header=False, quoting_style="needed")
+
+    def encode(self, batch: pa.RecordBatch) -> tuple[Any, int]:
+        if batch.schema.names != self.columns:
+            batch = batch.select(self.columns)
+        sink = pa.BufferOutputStream()
+        pcsv.write_csv(_bytea_as_hex(batch), sink, self._options)
+        return memoryview(sink.getvalue()), batch.num_rows
+
+    def write(self, encoded: tuple[Any, int]) -> None:
+        data, rows = encoded
+        if rows:
+            self._copy.write(data)
+            self.rows += rows
+
+    def close(self) -> int:
+        """End the COPY (the server has every row when this returns); returns the rows sent."""
+        self._context.__exit__(None, None, None)
+        self._cursor.close()
+        return self.rows
+
+    def abort(self, exc: BaseException) -> None:
+        try:
+            self._context.__exit__(type(exc), exc, exc.__traceback__)
+        finally:
+            self._cursor.close()
+
+
 def _bytea_as_hex(batch: pa.RecordBatch) -> pa.RecordBatch:
     """COPY CSV reads bytea as ``\\x`` + hex; Arrow writes raw bytes, so convert binary columns first."""
     if not any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in batch.schema):
         return batch
+    from cbm_luigi.transform import canonical_text  # lowercase hex for binary values
+
     arrays = []
     for arr, f in zip(batch.columns, batch.schema, strict=True):
         if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
-            hexed = pa.array([None if v is None else "\\x" + v.hex() for v in arr.to_pylist()], pa.string())
-            arrays.append(pc.cast(hexed, pa.string()))
+            hexed = pc.binary_join_element_wise(pa.scalar("\\x"), pc.cast(canonical_text(arr), pa.string()), "")
+            arrays.append(hexed)
         else:
             arrays.append(arr)
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)

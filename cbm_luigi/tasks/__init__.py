@@ -3,7 +3,7 @@
 Run with the ``luigi`` command::
 
     luigi --module cbm_luigi.tasks LoadTable --table produit --mode full --local-scheduler
-    luigi --module cbm_luigi.tasks LoadAll --mode incremental --batch 2026-11-25T14 --local-scheduler
+    luigi --module cbm_luigi.tasks LoadAll --mode incremental --LoadAll-batch 2026-11-25T14 --local-scheduler
 
 Parameters stay small (table, mode, batch).  Completeness comes from targets only: the extract's manifest file,
 the staging-state row, and the merge marker row (written in the merge's transaction), so re-running a finished

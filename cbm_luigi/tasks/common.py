@@ -41,12 +41,41 @@ def canonical_table(url: str, table: str) -> str:
     return MetadataStore(open_target(url)).resolve_table(table)
 
 
+_HAS_METADATA: set[str] = set()
+
+
+def has_metadata(url: str) -> bool:
+    """Whether the target has its config tables; a yes is remembered for the process (one query less per
+    completeness check: each opens the database, and a DuckDB file is opened by one process at a time)."""
+    if url in _HAS_METADATA:
+        return True
+    if open_target(url).has_metadata():
+        _HAS_METADATA.add(url)
+        return True
+    return False
+
+
 def clear_caches() -> None:
     """Forget settings, specs and engines (after metadata changes, or in a forked worker)."""
     settings.cache_clear()
     table_spec.cache_clear()
     canonical_table.cache_clear()
     open_target.cache_clear()
+    _HAS_METADATA.clear()
+    from cbm_luigi.orchestration import current_plan
+
+    current_plan.cache_clear()
+
+
+def writer_resources() -> dict[str, int]:
+    """Luigi resources of a task that writes to the target: ``target_writer`` when the target allows one writer
+    at a time (DuckDB), so the scheduler runs such tasks one by one (luigi.cfg ``[resources] target_writer=1``)."""
+    from cbm_luigi.destinations import dialect_for_url
+
+    try:
+        return {"target_writer": 1} if dialect_for_url(settings().target).single_writer else {}
+    except Exception:  # noqa: BLE001 - a bad setting is reported by the task itself, with its message
+        return {}
 
 
 # A forked Luigi worker must not reuse the parent's pooled connections.
@@ -73,7 +102,7 @@ class MarkerTarget(luigi.Target):
 
     def exists(self) -> bool:
         t = open_target(self.url)
-        if not t.has_metadata():
+        if not has_metadata(self.url):
             return False
         return marker_exists(t, canonical_table(self.url, self.table), self.batch)
 
@@ -88,7 +117,7 @@ class StagingTarget(luigi.Target):
         from cbm_luigi.load import staging_state
 
         t = open_target(self.url)
-        if not t.has_metadata():
+        if not has_metadata(self.url):
             return False
         state = staging_state(t, canonical_table(self.url, self.table))
         return state is not None and state.batch == self.batch

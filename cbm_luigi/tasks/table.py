@@ -13,7 +13,7 @@ from cbm_luigi import runlog
 from cbm_luigi.destinations.base import MergeCounts
 from cbm_luigi.errors import CbmError
 from cbm_luigi.extract import MANIFEST, Manifest, extract_to_parquet
-from cbm_luigi.load import merge, stage
+from cbm_luigi.load import merge, stage, staging_while_extracting
 from cbm_luigi.metadata import MetadataStore, TableSpec
 from cbm_luigi.naming import sql_safe
 from cbm_luigi.orchestration import cbm_option, current_plan
@@ -140,13 +140,18 @@ class ExtractParquet(TableStep):
 
         def attempt() -> Manifest:
             breaker.check(probe=lambda: probe_source(s))  # another table may have found the source down
-            with open_source(s) as source:
+            # PostgreSQL: staging is loaded (COPY) while the extract is written, committed once it is complete.
+            with open_source(s) as source, staging_while_extracting(tgt, spec, s.stage_while_extracting) as sink:
                 progress.start(source, spec, window)
-                return extract_to_parquet(
+                manifest = extract_to_parquet(
                     spec, source, window=window, out_dir=self.extract_path(), batch=self.batch, mode=self.mode,
                     run_id=runlog.RUN_ID, min_date=tgt.dialect.min_date, max_date=tgt.dialect.max_date,
                     batch_rows=s.extract_batch_rows, rows_per_file=s.rows_per_parquet_file, progress=progress,
+                    workers=s.transform_workers, sink=sink,
                 )
+                if sink is not None:
+                    sink.commit(manifest, manifest.paths(self.extract_path()))
+                return manifest
 
         try:
             manifest = call_with_retry(attempt, what=f"{spec.table_name}: extract", on_retry=self.retrying)
@@ -184,7 +189,7 @@ class ExtractProgress:
         try:
             sql, params = source.flavor.count_sql(spec, source.schema, window)
             self.total = int(source.scalar(sql, params) or 0)
-        except Exception as exc:  # noqa: BLE001 - the count is only for the progress bar
+        except Exception as exc:  # the count is only for the progress bar
             if is_transient(exc):
                 raise  # the source itself is unreachable: the extract would fail the same way
             log.warning("%s: no progress percentage (the COUNT(*) failed: %s)", self.table, exc)
@@ -226,6 +231,9 @@ class LoadStaging(TableStep):
         return StagingTarget(settings().target, self.table, self.batch)
 
     def run(self) -> None:
+        if self.output().exists():  # staged while extracting (PostgreSQL), in the extract step's transaction
+            self.status(f"{self.spec.table_name}: staged while extracting")
+            return
         manifest = self.manifest()
         self.status(f"{self.spec.table_name}: staging {manifest.rows:,} rows")
         self.percent(0)

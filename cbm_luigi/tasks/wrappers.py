@@ -1,16 +1,27 @@
-"""Wrappers: one table (``LoadTable``) or every active table by priority tier (``LoadAll``)."""
+"""Wrappers: one table (``LoadTable``), every active table by priority tier (``LoadAll``), and the critical gate.
+
+``LoadAll`` reads the plan (``cbm_luigi/orchestration.py``: tiers from config.ETL_Tables, dependencies from
+config.ETL_Dependencies, refused when a dependency is unknown, inactive or in a cycle) and fans out one
+``MergeOds`` per table.  Unless ``--continue-on-error``, every table outside the critical tier (and outside what
+the critical tables depend on) starts with ``ExtractParquet(after_critical=True)``, which requires the
+``CriticalGate``: a failed critical table leaves the gate pending, so no other table starts.  With
+``--continue-on-error`` there is no gate, and a failure only holds back the tables that depend on it.
+
+    luigi --module cbm_luigi.tasks LoadAll --mode incremental --workers 4
+    luigi --module cbm_luigi.tasks LoadAll --mode incremental --continue-on-error
+"""
 
 from __future__ import annotations
 
 import luigi
 
-from cbm_luigi.metadata import PRIORITIES, MetadataStore
-from cbm_luigi.tasks.common import MODES, BatchParameter, canonical_table, settings, table_spec, target
+from cbm_luigi.orchestration import TIER_PRIORITY, current_plan
+from cbm_luigi.tasks.common import MODES, BatchParameter, canonical_table, settings
 from cbm_luigi.tasks.table import MergeOds
 
 
 class LoadTable(luigi.WrapperTask):
-    """Load one table: ``--table produit --mode full``."""
+    """Load one table (and, first, the tables it depends on): ``--table produit --mode full``."""
 
     table = luigi.Parameter(description="source table name, in source or SQL-safe form")
     mode = luigi.ChoiceParameter(choices=MODES, default="incremental")
@@ -20,17 +31,40 @@ class LoadTable(luigi.WrapperTask):
         return MergeOds(table=canonical_table(settings().target, self.table), mode=self.mode, batch=self.batch)
 
 
-class LoadAll(luigi.WrapperTask):
-    """Every active table of config.ETL_Tables, critical tier first, then high, then normal."""
+class CriticalGate(luigi.WrapperTask):
+    """Complete when every critical table of the batch is merged.  The other tables' extracts wait for it."""
 
     mode = luigi.ChoiceParameter(choices=MODES, default="incremental")
     batch = BatchParameter(default="")
-    continue_on_error = luigi.BoolParameter(default=False, description="keep going when a critical table fails")
-
-    def tables(self) -> list[str]:
-        url = settings().target
-        names = MetadataStore(target()).table_names(active_only=True)
-        return sorted(names, key=lambda n: (PRIORITIES.index(table_spec(url, n).priority), n))
+    priority = TIER_PRIORITY["critical"]
 
     def requires(self) -> list[MergeOds]:
-        return [MergeOds(table=n, mode=self.mode, batch=self.batch) for n in self.tables()]
+        plan = current_plan(settings().target)
+        return [MergeOds(table=t, mode=self.mode, batch=self.batch) for t in plan.critical]
+
+
+class LoadAll(luigi.WrapperTask):
+    """Every active table of config.ETL_Tables: critical tier first, then high, then normal."""
+
+    mode = luigi.ChoiceParameter(choices=MODES, default="incremental")
+    batch = BatchParameter(default="")
+    continue_on_error = luigi.BoolParameter(
+        default=False, description="when a critical table fails, load the other tables anyway")
+
+    def tables(self) -> list[str]:
+        """Active tables in tier order; raises MetadataError on a bad dependency or a cycle (naming it)."""
+        plan = current_plan(settings().target)
+        plan.check()
+        return list(plan.tables)
+
+    def requires(self) -> list[luigi.Task]:
+        plan = current_plan(settings().target)
+        tables = self.tables()
+        merges: list[luigi.Task] = [
+            MergeOds(table=t, mode=self.mode, batch=self.batch,
+                     after_critical=plan.gated(t, self.continue_on_error))
+            for t in tables
+        ]
+        if any(plan.gated(t, self.continue_on_error) for t in tables):
+            return [CriticalGate(mode=self.mode, batch=self.batch), *merges]
+        return merges

@@ -1,0 +1,279 @@
+"""Measurements of the benchmark: the raw ODBC read, a ``luigi`` run as a subprocess, its run-log steps, the ODS check.
+
+* :func:`raw_read`: the pipeline's own extraction SELECT and arrow-odbc reader (same connection string options,
+  same batch size), batches counted and dropped: the limit of the source.
+* :func:`run_luigi`: the ``luigi`` command, start to finish (process start-up included); its peak RSS is read from
+  ``os.wait4`` (the child's own resource usage, children included), its step durations from ``etl.ETL_Log``
+  (the run gets its own ``CBM_RUN_ID``).
+* :func:`compare_ods`: the ODS table against the source, every row and column, through Arrow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+STEPS = ("extract", "transform", "load_staging", "merge_ods")
+
+
+@contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """Set CBM_* variables in this process (for in-process setup and checks), then restore them."""
+    from cbm_luigi.tasks.common import clear_caches
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    clear_caches()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        from cbm_luigi.destinations import open_target
+
+        for t in list(_targets_opened):
+            t.dispose()
+        _targets_opened.clear()
+        clear_caches()
+        open_target.cache_clear()
+
+
+_targets_opened: list[Any] = []
+
+
+def target_of(url: str) -> Any:
+    from cbm_luigi.destinations import open_target
+
+    t = open_target(url)
+    _targets_opened.append(t)
+    return t
+
+
+# -- raw read ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawRead:
+    rows: int
+    seconds: float
+    batches: int
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def raw_read(spec: Any, settings: Any) -> RawRead:
+    """Connect, run the full-window extraction SELECT, fetch every batch into Arrow, drop it."""
+    from cbm_luigi.extract import source_schema
+    from cbm_luigi.sources import OdbcSource, open_source
+    from cbm_luigi.sources.flavors import Window
+
+    started = time.perf_counter()
+    source = open_source(settings)
+    if not isinstance(source, OdbcSource):
+        raise SystemExit("the benchmark's source must be ODBC")
+    sql, params = source.flavor.select_sql(spec, source.schema, Window(None))
+    rows = batches = 0
+    try:
+        for batch in source.open_reader(sql, params, settings.extract_batch_rows, source_schema(spec)):
+            rows += batch.num_rows
+            batches += 1
+    finally:
+        source.close()
+    return RawRead(rows, time.perf_counter() - started, batches)
+
+
+# -- luigi runs -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One ``luigi`` subprocess: wall time, exit code, peak RSS and what it logged in etl.ETL_Log."""
+
+    label: str
+    seconds: float
+    returncode: int
+    max_rss_mb: float
+    run_id: str
+    log_file: Path
+    steps: dict[str, float] = field(default_factory=dict)  # step -> DurationSeconds
+    rows: int | None = None  # RowsProcessed of merge_ods (None when nothing ran)
+    inserted: int | None = None
+    updated: int | None = None
+    log_rows: int = 0
+    cpu_seconds: float = 0.0  # user + system CPU of the luigi process (the servers' CPU is not in it)
+
+    def rate(self, rows: int | None = None) -> float | None:
+        n = self.rows if rows is None else rows
+        return n / self.seconds if n and self.seconds else None
+
+
+def luigi_command() -> list[str]:
+    exe = Path(sys.executable).with_name("luigi")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("luigi")
+    return [found] if found else [sys.executable, "-m", "luigi"]
+
+
+def run_luigi(label: str, task_args: list[str], env: Mapping[str, str], workdir: Path) -> Run:
+    """Run ``luigi --module cbm_luigi.tasks <task_args> --local-scheduler`` under bench/launch.py."""
+    run_id = str(uuid.uuid4())
+    log_file = workdir / "logs" / f"{label.replace(' ', '_').replace('%', 'pct').replace(',', '')}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    child_env = {**os.environ, **env, "CBM_RUN_ID": run_id, "LUIGI_CONFIG_PATH": str(REPO / "luigi.cfg")}
+    cmd = [*luigi_command(), "--module", "cbm_luigi.tasks", *task_args, "--local-scheduler"]
+    log.info("%s: %s", label, " ".join(cmd))
+    report = log_file.with_suffix(".rusage.json")
+    with open(log_file, "wb") as out:
+        subprocess.run([sys.executable, str(Path(__file__).with_name("launch.py")), str(report), *cmd],
+                       cwd=workdir, env=child_env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    figures = json.loads(report.read_text(encoding="utf-8"))
+    return Run(label, figures["seconds"], figures["returncode"], figures["max_rss_kb"] / 1024, run_id, log_file,
+               cpu_seconds=figures["cpu_seconds"])
+
+
+def read_run_log(run: Run, target_url: str, table: str) -> Run:
+    """Fill the run's step durations and counts from etl.ETL_Log (rows of its RunId)."""
+    from cbm_luigi.metadata import ETL_LOG
+
+    target = target_of(target_url)
+    d = target.dialect
+    q = d.quote
+    rows = target.fetchall(
+        f"SELECT {q('StepName')}, {q('Status')}, {q('DurationSeconds')}, {q('RowsProcessed')}, "
+        f"{q('RowsInserted')}, {q('RowsUpdated')} FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} "
+        f"WHERE {q('RunId')} = :r AND {q('TableName')} = :t",
+        {"r": run.run_id, "t": table},
+    )
+    run.log_rows = len(rows)
+    for step, status, seconds, processed, inserted, updated in rows:
+        if status == "failed":
+            run.steps[step] = float("nan")
+            continue
+        if seconds is not None:
+            run.steps[step] = float(seconds)
+        if step == "merge_ods":
+            run.rows, run.inserted, run.updated = processed, inserted, updated
+    return run
+
+
+# -- checks -----------------------------------------------------------------------------------------------------
+
+
+def read_ods(target_url: str, spec: Any, odbc_driver: str) -> pa.Table:
+    """The ODS table's business columns as Arrow (DuckDB directly; PostgreSQL through arrow-odbc)."""
+    import sqlalchemy as sa
+
+    from cbm_luigi.destinations import dialect_for_url
+
+    d = dialect_for_url(target_url)
+    cols = ", ".join(d.quote(c.sql_name) for c in spec.loaded_columns)
+    sql = f"SELECT {cols} FROM {d.qualified('ods', spec.sql_name)}"
+    url = sa.engine.make_url(target_url)
+    if url.get_backend_name() == "duckdb":
+        import duckdb
+
+        con = duckdb.connect(url.database or ":memory:", read_only=True)
+        try:
+            return con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+    import arrow_odbc
+
+    conn_str = (f"DRIVER={{{odbc_driver}}};SERVER={url.host or '127.0.0.1'};PORT={url.port or 5432};"
+                f"DATABASE={url.database};UID={url.username or 'postgres'};BoolsAsChar=0;UseDeclareFetch=1")
+    def doubles(schema: pa.Schema) -> pa.Schema:  # psqlODBC describes double precision as SQL_FLOAT(17)
+        return pa.schema([f.with_type(pa.float64()) if pa.types.is_float32(f.type) else f for f in schema])
+
+    reader = arrow_odbc.connect(conn_str).read_arrow_batches(sql, batch_size=10_000, map_schema=doubles)
+    return pa.Table.from_batches(list(reader), schema=reader.schema)
+
+
+def read_source(spec: Any, settings: Any) -> pa.Table:
+    from cbm_luigi.extract import source_schema
+    from cbm_luigi.sources import open_source
+    from cbm_luigi.sources.flavors import Window
+
+    schema = source_schema(spec)
+    with open_source(settings) as source:
+        sql, params = source.flavor.select_sql(spec, source.schema, Window(None))
+        return pa.Table.from_batches(list(source.read_batches(sql, params, schema, 10_000)), schema=schema)
+
+
+def compare_ods(source: pa.Table, ods: pa.Table, key: str) -> list[str]:
+    """Differences between the source rows and the ODS rows (empty when equal), by column."""
+    problems = []
+    if source.num_rows != ods.num_rows:
+        problems.append(f"{ods.num_rows} rows in the ODS, {source.num_rows} in the source")
+        return problems
+    src = source.sort_by(key)
+    dst = ods.sort_by(key)
+    for f in src.schema:
+        a = src.column(f.name)
+        try:
+            b = dst.column(f.name).cast(f.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
+            problems.append(f"{f.name}: {exc}")
+            continue
+        if not a.equals(b):
+            diff = pc.sum(pc.cast(pc.invert(pc.fill_null(pc.equal(a, b), False)), pa.int64())).as_py()
+            both_null = pc.sum(pc.cast(pc.and_(pc.is_null(a), pc.is_null(b)), pa.int64())).as_py()
+            if (diff or 0) - (both_null or 0):
+                problems.append(f"{f.name}: {(diff or 0) - (both_null or 0)} value(s) differ")
+    return problems
+
+
+# -- machine ----------------------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    import arrow_odbc  # noqa: F401
+    import duckdb
+    import luigi  # noqa: F401
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    from importlib.metadata import version
+
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores", "memory": mem,
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(), "pyarrow": pa.__version__, "arrow-odbc": version("arrow-odbc"),
+        "duckdb": duckdb.__version__, "luigi": version("luigi"), "psycopg": version("psycopg"),
+    }

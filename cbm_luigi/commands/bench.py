@@ -1,0 +1,45 @@
+"""``cbm-etl bench``: the performance benchmark (``bench/run.py`` of the source tree), same options.
+
+    cbm-etl bench --rows 40000 --cols 300            # PostgreSQL source over ODBC -> PostgreSQL and DuckDB
+    cbm-etl bench --rows 2000 --cols 40 --scale 0 --targets duckdb
+
+Reads and writes what ``bench/run.py`` does (docs/PERFORMANCE.md): the ``cbm_bench`` source database of the local
+PostgreSQL, fresh ODS databases dropped at the end, a temporary work directory.  The benchmark ships with the source
+tree, not with an installed package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from cbm_luigi.errors import ConfigError
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench_module() -> Any | None:
+    if not (_ROOT / "bench" / "run.py").is_file():
+        return None
+    if str(_ROOT) not in sys.path:
+        sys.path.insert(0, str(_ROOT))
+    return importlib.import_module("bench.run")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="benchmark the pipeline against the raw ODBC read (docs/PERFORMANCE.md)")
+    module = _bench_module()
+    if module is not None:
+        module.add_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    module = _bench_module()
+    if module is None:
+        raise ConfigError(f"the benchmark is not installed: it ships with the source tree (bench/ beside "
+                          f"cbm_luigi/, looked in {_ROOT}); run it from a checkout")
+    return int(module.run(args))

@@ -1,0 +1,127 @@
+"""The benchmark (bench/run.py, ``cbm-etl bench``) at a tiny size: its figures are produced, and the loads it measures
+are correct (checked here again, independently of the benchmark's own checks).  No timed assertion."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from conftest import pg_params
+from helpers import norm
+
+from cbm_luigi.cli import main as cbm_etl
+from cbm_luigi.naming import sql_safe
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.measure import compare_ods  # noqa: E402
+from bench.source import KEY, BenchSource, bench_columns  # noqa: E402
+
+ROWS, COLS, SCALE = 300, 14, 2
+
+
+def test_columns_are_progress_like() -> None:
+    cols = bench_columns(300)
+    assert len(cols) == 300 and cols[0].name == KEY
+    kinds = {c.kind for c in cols}
+    assert {"v", "i", "d", "dt", "l", "ts", "b", "f"} <= kinds
+    names = [c.name for c in cols]
+    assert len(set(names)) == 300
+    assert sum("-" in n for n in names) > 250
+    assert any(ch in n for n in names for ch in "#$%&") and "order" in names
+
+
+def test_compare_ods_finds_differences() -> None:
+    src = pa.table({KEY: [1, 2, 3], "a": ["x", None, "z"], "b": [1.5, 2.5, None]})
+    same = pa.table({KEY: [3, 1, 2], "a": ["z", "x", None], "b": [None, 1.5, 2.5]})
+    assert compare_ods(src, same, KEY) == []
+    changed = pa.table({KEY: [1, 2, 3], "a": ["x", "y", "z"], "b": [1.5, 2.5, None]})
+    assert compare_ods(src, changed, KEY) == ["a: 1 value(s) differ"]
+    assert compare_ods(src, src.slice(0, 2), KEY) == ["2 rows in the ODS, 3 in the source"]
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                        ) -> None:
+    import psycopg
+
+    p = pg_params(pg_conninfo)
+    server = " ".join(f"{k}={v}" for k, v in p.items() if k != "dbname")
+    source_db = f"cbm_bench_test_{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "figures.json"
+    ods_dbs: list[str] = []
+    try:
+        code = cbm_etl(["bench", "--rows", str(ROWS), "--cols", str(COLS), "--scale", str(SCALE),
+                        "--pg", server, "--source-db", source_db, "--odbc-driver", odbc_driver,
+                        "--workdir", str(tmp_path / "work"), "--keep", "--json", str(out)])
+        printed = capsys.readouterr().out
+        figures = json.loads(out.read_text(encoding="utf-8"))
+        ods_dbs += [t["url"].rsplit("/", 1)[1] for t in figures["targets"].values() if t["url"].startswith("postgres")]
+        assert code == 0, printed
+        # the figures
+        assert "raw ODBC read into Arrow" in printed and "full load end to end / raw read" in printed
+        assert figures["raw_read"]["rows"] == ROWS and figures["raw_read"]["seconds"] > 0
+        assert figures["raw_read_scaled"]["rows"] == ROWS * SCALE
+        assert set(figures["targets"]) == {"postgresql", "duckdb"}
+        for kind, t in figures["targets"].items():
+            runs = {r["run"]: r for r in t["runs"]}
+            assert t["checks"] == ["ok"], kind
+            full = runs["full load"]
+            assert full["inserted"] == ROWS and full["returncode"] == 0
+            assert {"extract", "transform", "load_staging", "merge_ods"} <= set(full["steps"])
+            assert full["peak_rss_mb"] > 0 and full["seconds"] > 0
+            assert runs["same batch again"]["log_rows"] == 0  # nothing ran
+            assert runs["incremental, no change"]["rows"] == 0
+            changed = runs["incremental, changed rows"]
+            assert changed["updated"] == t["changed_rows"] == ROWS // 100 and changed["inserted"] == 0
+            assert runs["full load, scaled"]["inserted"] == ROWS * SCALE
+            for ratio in t["ratios"].values():
+                assert ratio is not None and ratio > 0
+        # the loads, checked independently: every ODS row equals its source row
+        bench = BenchSource(server, source_db)
+        src_cols = [c.name for c in bench_columns(COLS)]
+        ods_cols = [sql_safe(c) for c in src_cols]
+        source = _rows(bench.conninfo, f'SELECT {_cols(src_cols)} FROM "PUB"."bench-wide-{ROWS}x{COLS}"')
+        assert len(source) == ROWS
+        for kind, t in figures["targets"].items():
+            sql = f'SELECT {_cols(ods_cols)} FROM {"ods.ods" if kind == "duckdb" else "ods"}."bench_wide_{ROWS}x{COLS}"'
+            if kind == "duckdb":
+                import duckdb
+
+                con = duckdb.connect(str(tmp_path / "work" / "duckdb" / "ods.duckdb"), read_only=True)
+                try:
+                    ods = {tuple(norm(v) for v in r) for r in con.execute(sql).fetchall()}
+                finally:
+                    con.close()
+            else:
+                dbname = t["url"].rsplit("/", 1)[1]
+                ods = _rows(" ".join([server, f"dbname={dbname}"]), sql)
+            # the targets run one after the other: rows changed for a later target are newer than this ODS
+            newest = max(datetime.fromisoformat(r[1]) for r in ods)
+            expected = {r for r in source if datetime.fromisoformat(r[1]) <= newest}
+            assert len(expected) >= ROWS - ROWS // 100
+            assert {r for r in ods if r[0] in {e[0] for e in expected}} == expected, kind
+    finally:
+        with psycopg.connect(pg_conninfo, autocommit=True) as c:
+            for name in [source_db, *ods_dbs]:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _cols(names: list[str]) -> str:
+    return ", ".join('"' + n + '"' for n in names)
+
+
+def _rows(conninfo: str, sql: str) -> set[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(conninfo) as c:
+        return {tuple(norm(v) for v in r) for r in c.execute(sql).fetchall()}
