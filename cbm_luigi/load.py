@@ -174,17 +174,36 @@ class StagingWhileExtracting:
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._open = True
+        self._failed: BaseException | None = None
 
+    # A staging error must not fail the extract: it is rolled back, and the staging step reports it.
     def encode(self, batch: Any) -> Any:
-        return self.stream.encode(batch)
+        if self._failed is not None:
+            return None
+        try:
+            return self.stream.encode(batch)
+        except Exception as exc:  # noqa: BLE001 - kept, reported by commit()
+            self._failed = exc
+            return None
 
     def write(self, encoded: Any) -> None:
-        self.stream.write(encoded)
+        if self._failed is not None or encoded is None:
+            return
+        try:
+            self.stream.write(encoded)
+        except Exception as exc:  # noqa: BLE001 - kept, reported by commit()
+            self._failed = exc
+            self.abort(exc)
 
     def commit(self, manifest: Manifest, files: Sequence[Path]) -> bool:
         """Finish the COPY and commit staging with its batch; False (rolled back) when LoadStaging must do it."""
         started = time.perf_counter()
         spec = self.spec
+        if self._failed is not None:
+            self.abort(self._failed)
+            log.warning("%s: staging while extracting failed (%s: %s); the staging step loads the extract",
+                        spec.table_name, type(self._failed).__name__, self._failed)
+            return False
         try:
             check_keys(spec, files)
             _manifest_columns(spec, manifest)
@@ -231,7 +250,12 @@ def staging_while_extracting(target: Target, spec: TableSpec, enabled: bool = Tr
     if not enabled or getattr(d, "open_staging_stream", None) is None or d.stages_on_own_connection:
         yield None
         return
-    stream = StagingWhileExtracting(target, spec)
+    try:
+        stream = StagingWhileExtracting(target, spec)
+    except Exception as exc:  # noqa: BLE001 - the extract goes on; the staging step stages or reports it
+        log.warning("%s: cannot stage while extracting (%s: %s)", spec.table_name, type(exc).__name__, exc)
+        yield None
+        return
     try:
         yield stream
     except BaseException as exc:

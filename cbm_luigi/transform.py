@@ -161,10 +161,9 @@ def _decimal_text(array: pa.Array) -> pa.Array:
     text = _expand_scientific(printed, "E")
     if array.type.scale > 0:
         trimmed = pc.ascii_rtrim(pc.ascii_rtrim(text, "0"), ".")
-        if text is printed:  # no exponent: every value has its s fraction digits, so a point
-            text = trimmed
-        else:  # expanded values may be integers without a point, whose zeros are not fraction zeros
-            text = pc.if_else(pc.match_substring(text, "."), trimmed, text)
+        # No exponent: every value has its s fraction digits, so a point.  Expanded values may be integers
+        # without a point, whose trailing zeros are not fraction zeros.
+        text = trimmed if text is printed else pc.if_else(pc.match_substring(text, "."), trimmed, text)
     return _fix_negative_zero(text)
 
 

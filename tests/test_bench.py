@@ -1,5 +1,7 @@
 """The benchmark (bench/run.py, ``cbm-etl bench``) at a tiny size: its figures are produced, and the loads it measures
-are correct (checked here again, independently of the benchmark's own checks).  No timed assertion."""
+are correct (checked here again, independently of the benchmark's own checks).  Then the performance paths it led
+to keep the results: staging while extracting (PostgreSQL), its fallback, and DuckDB's row replacement.  No timed
+assertion."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ if str(ROOT) not in sys.path:
 from bench.measure import compare_ods  # noqa: E402
 from bench.source import KEY, BenchSource, bench_columns  # noqa: E402
 
-ROWS, COLS, SCALE = 300, 14, 2
+ROWS, COLS, SCALE = 300, 22, 2  # 22 columns: every kind, float and bigint included
 
 
 def test_columns_are_progress_like() -> None:
@@ -125,3 +127,106 @@ def _rows(conninfo: str, sql: str) -> set[tuple[Any, ...]]:
 
     with psycopg.connect(conninfo) as c:
         return {tuple(norm(v) for v in r) for r in c.execute(sql).fetchall()}
+
+
+# -- the performance paths keep the results ---------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_postgresql_staging_is_loaded_while_extracting(pg_source: Any, pg_database: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import build, configure
+    from helpers import log_rows, ods_rows, pg_source_rows, register_demo_tables
+
+    from cbm_luigi.destinations import open_target
+    from cbm_luigi.load import staging_state
+    from cbm_luigi.tasks import ExtractParquet, LoadTable
+
+    configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=pg_database)
+    register_demo_tables(["produit"])
+    assert build(ExtractParquet(table="produit", mode="full", batch="b1")).scheduling_succeeded
+    target = open_target(pg_database)
+    state = staging_state(target, "produit")
+    assert state is not None and state.batch == "b1" and state.rows > 0  # staged by the extract step itself
+    assert target.fetchone('SELECT COUNT(*) FROM "stg"."produit"') == (state.rows,)
+    staged = [r for r in log_rows() if r["StepName"] == "load_staging"]
+    assert len(staged) == 1 and staged[0]["RowsProcessed"] == state.rows
+    assert build(LoadTable(table="produit", mode="full", batch="b1")).scheduling_succeeded
+    assert len([r for r in log_rows() if r["StepName"] == "load_staging"]) == 1  # the staging step had nothing to do
+    assert ods_rows("produit") == pg_source_rows(pg_source, "produit")
+
+    # switched off: the extract leaves staging alone, the staging step loads it
+    monkeypatch.setenv("CBM_STAGE_WHILE_EXTRACTING", "0")
+    from cbm_luigi.tasks.common import clear_caches
+
+    clear_caches()
+    assert build(ExtractParquet(table="produit", mode="full", batch="b2")).scheduling_succeeded
+    assert staging_state(open_target(pg_database), "produit").batch == "b1"  # type: ignore[union-attr]
+    assert build(LoadTable(table="produit", mode="full", batch="b2")).scheduling_succeeded
+    assert staging_state(open_target(pg_database), "produit").batch == "b2"  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_staging_error_while_extracting_is_left_to_the_staging_step(pg_source: Any, pg_database: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A COPY that fails during the extract rolls back; the extract succeeds; the staging step reports the error."""
+    from conftest import build, configure
+    from helpers import log_rows, register_demo_tables
+
+    from cbm_luigi.destinations import open_target
+    from cbm_luigi.load import staging_state
+    from cbm_luigi.tasks import ExtractParquet, LoadTable
+
+    configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=pg_database)
+    store = register_demo_tables(["produit"])
+    spec = store.table_spec("produit")
+    target = open_target(pg_database)
+    with target.begin() as conn:  # staging that refuses every row
+        target.ensure_table(conn, "stg", spec.sql_name, target.dialect.staging_columns(spec))
+        conn.execute(f'ALTER TABLE "stg"."{spec.sql_name}" ADD CONSTRAINT no_rows CHECK (false) NOT VALID')
+    assert build(ExtractParquet(table="produit", mode="full", batch="b1")).scheduling_succeeded
+    assert staging_state(target, "produit") is None
+    result = build(LoadTable(table="produit", mode="full", batch="b1"))
+    assert result.status.name != "SUCCESS"
+    failed = [r for r in log_rows() if r["Status"] == "failed"]
+    assert failed and failed[-1]["StepName"] == "load_staging" and "no_rows" in failed[-1]["ErrorMessage"]
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_duckdb_merge_replaces_changed_rows_and_keeps_extra_columns(pg_source: Any, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB replaces changed rows (DELETE + INSERT); with a column a MERGE would not write, it MERGEs."""
+    from conftest import build, configure
+    from helpers import log_rows, ods_rows, pg_source_rows, register_demo_tables
+
+    from cbm_luigi import demo_data
+    from cbm_luigi.destinations import open_target
+    from cbm_luigi.tasks import LoadTable
+
+    configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema,
+              target=f"duckdb:///{tmp_path / 'ods.duckdb'}")
+    register_demo_tables(["produit", "client"])
+    assert build(LoadTable(table="produit", mode="full", batch="b1"),
+                 LoadTable(table="client", mode="full", batch="b1")).scheduling_succeeded
+    target = open_target(f"duckdb:///{tmp_path / 'ods.duckdb'}")
+    ods = target.dialect.qualified("ods", "client")
+    with target.begin() as conn:
+        conn.execute(f"ALTER TABLE {ods} ADD COLUMN note VARCHAR")
+        conn.execute(f"UPDATE {ods} SET note = 'kept'")
+    changes = demo_data.apply_postgres_changes(pg_source.conninfo, schema=pg_source.schema,
+                                               change_ts=datetime.now().replace(microsecond=0))
+    assert build(LoadTable(table="produit", mode="incremental", batch="b2"),
+                 LoadTable(table="client", mode="incremental", batch="b2")).scheduling_succeeded
+    merged = {r["TableName"]: r for r in log_rows() if r["Batch"] == "b2" and r["StepName"] == "merge_ods"}
+    for table in ("produit", "client"):
+        assert changes.tables[table].updated_keys, table  # the case under test: rows were updated
+        assert merged[table]["RowsUpdated"] == len(changes.tables[table].updated_keys), table
+        assert merged[table]["RowsInserted"] == len(changes.tables[table].inserted_keys), table
+        assert ods_rows(table) == pg_source_rows(pg_source, table), table
+    notes = target.fetchall(f"SELECT note, COUNT(*) FROM {ods} GROUP BY note")
+    inserted = len(changes.tables["client"].inserted_keys)
+    assert dict(notes) == ({"kept": len(ods_rows("client")) - inserted, None: inserted} if inserted
+                           else {"kept": len(ods_rows("client"))})
