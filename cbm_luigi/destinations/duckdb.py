@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import sqlalchemy as sa
 
@@ -22,7 +23,7 @@ from cbm_luigi.destinations.base import (
     MergeCounts,
 )
 from cbm_luigi.errors import TargetError
-from cbm_luigi.metadata import TableSpec
+from cbm_luigi.metadata import BINARY, FLOAT, TIMESTAMP_TZ, TableSpec
 
 
 class DuckDBDialect(Dialect):
@@ -68,11 +69,12 @@ class DuckDBDialect(Dialect):
     def existing_columns_params(self) -> dict[str, str]:
         return {"catalog": self.catalog} if self.catalog else {}
 
-    def column_type(self, logical: str, width: int | None = None, precision: int | None = None,
-                    scale: int | None = None) -> str:
-        t = super().column_type(logical, width, precision, scale)
-        return {"TEXT": "VARCHAR", "DOUBLE PRECISION": "DOUBLE", "BYTEA": "BLOB",
-                "TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}.get(t, t)
+    type_names: ClassVar[dict[str, str]] = {
+        **Dialect.type_names, FLOAT: "DOUBLE", BINARY: "BLOB", TIMESTAMP_TZ: "TIMESTAMPTZ",
+    }
+
+    def string_type(self, width: int | None) -> str:
+        return "VARCHAR"
 
     def hashdiff_type(self) -> str:
         return "VARCHAR"

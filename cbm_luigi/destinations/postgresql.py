@@ -34,10 +34,9 @@ class PostgresDialect(Dialect):
     title = "PostgreSQL"
     max_decimal_precision = 1000
 
-    def column_type(self, logical: str, width: int | None = None, precision: int | None = None,
-                    scale: int | None = None) -> str:
-        # TEXT costs nothing more than VARCHAR(n) in PostgreSQL and never truncates.
-        return super().column_type(logical, width, precision, scale).replace("DECIMAL", "NUMERIC")
+    def decimal_type(self, precision: int, scale: int) -> str:
+        # strings stay TEXT (the base rule): it costs nothing more than VARCHAR(n) here and never truncates
+        return f"NUMERIC({precision},{scale})"
 
     def truncate_sql(self, schema: str, table: str) -> str:
         return f"TRUNCATE TABLE {self.qualified(schema, table)}"
