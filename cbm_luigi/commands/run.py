@@ -149,7 +149,7 @@ def run_summary(run_id: str) -> list[tuple[Any, ...]]:
     out: dict[str, tuple[Any, ...]] = {}
     for table, step, status, n, ins, upd, unch, secs, err, batch in rows:
         if step == "flow_complete" and status == "success":
-            out[table] = (table, batch, "loaded", n, ins, upd, unch, f"{secs:.1f}" if secs else "")
+            out[table] = (table, batch, "loaded", n, ins, upd, unch, f"{secs:.2f}" if secs is not None else "")
         elif status == "failed":
             out[table] = (table, batch, f"FAILED at {step}", "", "", "", "", (err or "")[:80])
     return list(out.values())
