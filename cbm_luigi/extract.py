@@ -42,6 +42,7 @@ from cbm_luigi.metadata import (
     ColumnSpec,
     TableSpec,
 )
+from cbm_luigi.naming import sql_safe
 from cbm_luigi.sources import Source
 from cbm_luigi.sources.flavors import Window
 
@@ -115,8 +116,14 @@ class Manifest:
         return cls(**data)
 
 
-def extract_dir(cache_dir: Path, spec: TableSpec, batch: str, mode: str) -> Path:
-    return cache_dir / spec.sql_name / f"{batch.replace(':', '-')}__{mode}"
+def table_cache_dir(cache_dir: Path, table: str) -> Path:
+    """The cache folder of a table: its SQL-safe name in lower case (the same for every spelling of it)."""
+    return cache_dir / sql_safe(table).lower()
+
+
+def extract_dir(cache_dir: Path, table: str, batch: str, mode: str) -> Path:
+    """Where the extract of (table, batch, mode) lives; computed from names only (no I/O)."""
+    return table_cache_dir(cache_dir, table) / f"{batch.replace(':', '-')}__{mode}"
 
 
 class BatchSink(Protocol):

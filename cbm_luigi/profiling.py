@@ -42,7 +42,7 @@ from cbm_luigi import reports, transform
 from cbm_luigi.config import Settings, load_settings
 from cbm_luigi.destinations import open_target
 from cbm_luigi.errors import SourceError
-from cbm_luigi.extract import MANIFEST, Manifest, source_schema
+from cbm_luigi.extract import MANIFEST, Manifest, source_schema, table_cache_dir
 from cbm_luigi.metadata import BINARY, STRING, ColumnSpec, MetadataStore, TableSpec
 from cbm_luigi.sources import open_source
 
@@ -113,9 +113,8 @@ class TableProfile:
 def find_extracts(cache_dir: Path, spec: TableSpec, mode: str | None = None) -> list[tuple[Path, Manifest]]:
     """Complete extracts of the table in the cache (those with a manifest), newest first."""
     found: dict[Path, Manifest] = {}
-    for folder in {cache_dir / spec.sql_name, cache_dir / spec.sql_name.lower()}:
-        if not folder.is_dir():
-            continue
+    folder = table_cache_dir(cache_dir, spec.table_name)
+    if folder.is_dir():
         for d in folder.iterdir():
             if d.name.startswith(".") or not (d / MANIFEST).is_file():
                 continue

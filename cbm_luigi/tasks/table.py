@@ -12,10 +12,9 @@ import luigi
 from cbm_luigi import runlog
 from cbm_luigi.destinations.base import MergeCounts
 from cbm_luigi.errors import CbmError
-from cbm_luigi.extract import MANIFEST, Manifest, extract_to_parquet
+from cbm_luigi.extract import MANIFEST, Manifest, extract_dir, extract_to_parquet
 from cbm_luigi.load import merge, stage, staging_while_extracting
 from cbm_luigi.metadata import MetadataStore, TableSpec
-from cbm_luigi.naming import sql_safe
 from cbm_luigi.orchestration import cbm_option, current_plan
 from cbm_luigi.quality import check_before_merge
 from cbm_luigi.retry import SourceBreaker, call_with_retry, is_transient, probe_source
@@ -55,9 +54,7 @@ class TableStep(luigi.Task):
         return table_spec(settings().target, self.table)
 
     def extract_path(self) -> Path:
-        # No I/O here: the path comes from the name as typed, made SQL-safe and lower-cased.
-        safe = sql_safe(self.table).lower()
-        return settings().cache_dir / safe / f"{self.batch.replace(':', '-')}__{self.mode}"
+        return extract_dir(settings().cache_dir, self.table, self.batch, self.mode)
 
     def manifest(self) -> Manifest:
         return Manifest.read(self.extract_path())
