@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +288,32 @@ def staging_state(target: Target, table: str, conn: Connection | None = None) ->
     return StagingState(str(row[0]), str(row[1]), int(row[2] or 0)) if row else None
 
 
+def check_deletions(conn: Connection, spec: TableSpec, manifest: Manifest) -> int:
+    """How many active ODS rows a full extract no longer holds (0 when delete detection does not apply).
+
+    Only a full extract lists every source key; an incremental one says nothing about deletes.  Above the
+    table's DeleteGuardPct of the active rows, the whole merge is refused: a partial read (a crashed export, a
+    wrong FilterClause, an empty table by mistake) must not look like a mass delete.
+    """
+    if not spec.delete_detection or manifest.mode != "full":
+        return 0
+    d = conn.dialect
+    missing = int(conn.scalar(d.count_deletions_sql(spec)) or 0)
+    if not missing:
+        return 0
+    active = int(conn.scalar(d.count_active_sql(spec)) or 0)
+    share = 100.0 * missing / active if active else 100.0
+    if share > spec.delete_guard_pct:
+        raise DataError(
+            f"table {spec.table_name}: the full extract of batch {manifest.batch} lacks {missing:,} of the "
+            f"{active:,} keys in the ODS ({share:.1f} %), above DeleteGuardPct={spec.delete_guard_pct:g} %: nothing "
+            "was merged or marked deleted (a partial read must not look like a mass delete). If the source really "
+            "lost these rows, raise the guard (cbm-etl add-table ... --detect-deletes --delete-guard-pct N) and run "
+            "a new batch."
+        )
+    return missing
+
+
 def merge(target: Target, spec: TableSpec, manifest: Manifest, flow_seconds: float | None = None) -> MergeCounts:
     """MERGE staging into the ODS with watermark, marker and run-log rows in one transaction."""
     d = target.dialect
@@ -302,7 +328,13 @@ def merge(target: Target, spec: TableSpec, manifest: Manifest, flow_seconds: flo
                 "run the same command again: the staging step reloads it from the parquet cache"
             )
         target.ensure_table(conn, "ods", spec.sql_name, d.ods_columns(spec), spec.primary_key)
+        deletions = check_deletions(conn, spec, manifest)
         counts = d.merge(conn, spec, manifest.batch, state.rows)
+        if spec.delete_detection:
+            conn.execute(d.revive_sql(spec))
+            if deletions:
+                conn.execute(d.soft_delete_sql(spec), {"ts": manifest.source_clock_ts})
+            counts = replace(counts, deleted=deletions)
         t = d.qualified(ETL_TABLES.schema, ETL_TABLES.name)
         conn.execute(
             f"UPDATE {t} SET {q('LastSuccessTs')} = :ts WHERE {q('TableName')} = :t "
@@ -313,10 +345,11 @@ def merge(target: Target, spec: TableSpec, manifest: Manifest, flow_seconds: flo
         merge_seconds = time.perf_counter() - started
         runlog.write_log(conn, spec.table_name, "merge_ods", "success", batch=manifest.batch, mode=manifest.mode,
                          rows=counts.staged, inserted=counts.inserted, updated=counts.updated,
-                         unchanged=counts.unchanged, duration=merge_seconds)
+                         unchanged=counts.unchanged, deleted=counts.deleted, duration=merge_seconds)
         runlog.write_log(conn, spec.table_name, "flow_complete", "success", batch=manifest.batch,
                          mode=manifest.mode, rows=counts.staged, inserted=counts.inserted, updated=counts.updated,
-                         unchanged=counts.unchanged, duration=flow_seconds)
-    log.info("%s: merged batch %s: %d inserted, %d updated, %d unchanged in %.2fs", spec.table_name,
-             manifest.batch, counts.inserted, counts.updated, counts.unchanged, merge_seconds)
+                         unchanged=counts.unchanged, deleted=counts.deleted, duration=flow_seconds)
+    log.info("%s: merged batch %s: %d inserted, %d updated, %d unchanged, %d marked deleted in %.2fs",
+             spec.table_name, manifest.batch, counts.inserted, counts.updated, counts.unchanged, counts.deleted,
+             merge_seconds)
     return counts

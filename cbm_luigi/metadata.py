@@ -83,6 +83,10 @@ class TableSpec:
     sla_hours: float = 24.0
     notes: str | None = None
     columns: tuple[ColumnSpec, ...] = field(default_factory=tuple)
+    #: soft-delete ODS rows whose key is missing from a full extract (etl_deleted_ts), unless more than
+    #: delete_guard_pct % of the active rows would go: a partial read must not look like a mass delete
+    delete_detection: bool = False
+    delete_guard_pct: float = 10.0
 
     @property
     def loaded_columns(self) -> tuple[ColumnSpec, ...]:
@@ -141,6 +145,7 @@ ETL_TABLES = MetaTable(
         _c("IsFact", BOOLEAN, nullable=False), _c("LookbackInterval", STRING, 20),
         _c("FilterClause", STRING, 4000), _c("LastSuccessTs", TIMESTAMP), _c("Notes", STRING, 4000),
         _c("PriorityTier", STRING, 10), _c("IsActive", BOOLEAN, nullable=False), _c("SLAHours", FLOAT),
+        _c("DeleteDetection", BOOLEAN), _c("DeleteGuardPct", FLOAT),
         _c("LastProfilingTs", TIMESTAMP), _c("CreatedTs", TIMESTAMP), _c("UpdatedTs", TIMESTAMP),
     ),
     ("TableName",),
@@ -168,7 +173,8 @@ ETL_LOG = MetaTable(
         _c("LogId", STRING, 36, False), _c("RunId", STRING, 36, False), _c("TableName", STRING, 128, False),
         _c("Batch", STRING, 64), _c("Mode", STRING, 12), _c("StepName", STRING, 32, False),
         _c("Status", STRING, 16, False), _c("RowsProcessed", BIGINT), _c("RowsInserted", BIGINT),
-        _c("RowsUpdated", BIGINT), _c("RowsUnchanged", BIGINT), _c("DurationSeconds", FLOAT),
+        _c("RowsUpdated", BIGINT), _c("RowsUnchanged", BIGINT), _c("RowsDeleted", BIGINT),
+        _c("DurationSeconds", FLOAT),
         _c("ErrorMessage", STRING, 4000), _c("LogTs", TIMESTAMP, nullable=False),
     ),
     ("LogId",),
@@ -364,6 +370,8 @@ class MetadataStore:
             priority=priority,
             is_active=_truthy(r["IsActive"]),
             sla_hours=float(r["SLAHours"]) if r["SLAHours"] is not None else 24.0,
+            delete_detection=_truthy(r["DeleteDetection"]) if r["DeleteDetection"] is not None else False,
+            delete_guard_pct=float(r["DeleteGuardPct"]) if r["DeleteGuardPct"] is not None else 10.0,
             notes=r["Notes"],
             columns=columns,
         )
@@ -489,6 +497,8 @@ class MetadataStore:
         sla_hours: float = 24.0,
         notes: str | None = None,
         active: bool = True,
+        delete_detection: bool = False,
+        delete_guard_pct: float = 10.0,
     ) -> TableSpec:
         """Insert or update the config.ETL_Tables row; columns must be synced first.  Returns the spec."""
         cols = self.column_specs(table_name)
@@ -508,6 +518,8 @@ class MetadataStore:
         if priority is not None and priority not in PRIORITIES:
             raise MetadataError(f"--priority {priority!r} must be one of {', '.join(PRIORITIES)}")
         parse_lookback(lookback)
+        if not 0 <= delete_guard_pct <= 100:
+            raise MetadataError(f"--delete-guard-pct {delete_guard_pct} must be between 0 and 100")
         from cbm_luigi.naming import sql_safe
 
         sql_name = sql_safe(table_name)
@@ -520,6 +532,7 @@ class MetadataStore:
             "DateModifCol": date_modif_col, "DateModifPrecision": precision, "IsDimension": is_dimension,
             "IsFact": is_fact, "LookbackInterval": lookback, "FilterClause": filter_clause,
             "Notes": notes, "PriorityTier": priority, "IsActive": active, "SLAHours": sla_hours,
+            "DeleteDetection": delete_detection, "DeleteGuardPct": delete_guard_pct,
             "UpdatedTs": now,
         }
         keys = list(values)

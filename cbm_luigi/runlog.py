@@ -36,13 +36,13 @@ def insert_log_sql(conn_dialect: Any) -> str:
 
 def write_log(conn: Connection, table: str, step: str, status: str, *, batch: str | None = None,
               mode: str | None = None, rows: int | None = None, inserted: int | None = None,
-              updated: int | None = None, unchanged: int | None = None, duration: float | None = None,
-              error: str | None = None) -> None:
+              updated: int | None = None, unchanged: int | None = None, deleted: int | None = None,
+              duration: float | None = None, error: str | None = None) -> None:
     """Insert one ETL_Log row inside the caller's transaction."""
     conn.execute(insert_log_sql(conn.dialect), {
         "LogId": str(uuid.uuid4()), "RunId": RUN_ID, "TableName": table, "Batch": batch, "Mode": mode,
         "StepName": step, "Status": status, "RowsProcessed": rows, "RowsInserted": inserted,
-        "RowsUpdated": updated, "RowsUnchanged": unchanged,
+        "RowsUpdated": updated, "RowsUnchanged": unchanged, "RowsDeleted": deleted,
         "DurationSeconds": round(duration, 3) if duration is not None else None,
         "ErrorMessage": (error or None) and str(error)[:4000], "LogTs": now(),
     })

@@ -75,7 +75,7 @@ def log_rows(run_id: str | None = None) -> list[dict[str, Any]]:
     target = open_target(settings().target)
     d = target.dialect
     names = ["RunId", "TableName", "Batch", "Mode", "StepName", "Status", "RowsProcessed", "RowsInserted",
-             "RowsUpdated", "RowsUnchanged", "ErrorMessage", "LogTs"]
+             "RowsUpdated", "RowsUnchanged", "RowsDeleted", "ErrorMessage", "LogTs"]
     sql = f"SELECT {', '.join(d.quote(n) for n in names)} FROM {d.qualified('etl', 'ETL_Log')}"
     rows = [dict(zip(names, r, strict=True)) for r in target.fetchall(sql)]
     rows.sort(key=lambda r: r["LogTs"])

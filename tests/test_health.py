@@ -39,7 +39,7 @@ def seed_log(t: Target, table: str, ts: datetime, status: str = "success", step:
         conn.execute(insert_log_sql(t.dialect), {
             "LogId": str(uuid.uuid4()), "RunId": run_id, "TableName": table, "Batch": ts.strftime("%Y-%m-%d"),
             "Mode": "incremental", "StepName": step, "Status": status, "RowsProcessed": rows,
-            "RowsInserted": rows and rows // 10, "RowsUpdated": rows and rows // 20, "RowsUnchanged": None,
+            "RowsInserted": rows and rows // 10, "RowsUpdated": rows and rows // 20, "RowsUnchanged": None, "RowsDeleted": None,
             "DurationSeconds": seconds, "ErrorMessage": error, "LogTs": ts,
         })
 

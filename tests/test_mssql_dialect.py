@@ -430,9 +430,9 @@ def test_tsql_views_equal_the_ansi_views_on_the_same_log(tmp_path: Path) -> None
 
     def log(table: str, run: str, batch: str | None, step: str, status: str, hours_ago: float,
             rows: int | None = None, ins: int | None = None, dur: float = 1.0, err: str | None = None) -> None:
-        con.execute('INSERT INTO etl."ETL_Log" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+        con.execute('INSERT INTO etl."ETL_Log" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
                     [str(uuid.uuid4()), run, table, batch, "full", step, status, rows, ins,
-                     None if ins is None else 0, None if ins is None else rows - ins, dur, err,
+                     None if ins is None else 0, None if ins is None else rows - ins, None, dur, err,
                      now - dt.timedelta(hours=hours_ago)])
 
     for step, h in (("extract", 30.0), ("load_staging", 29.95), ("merge_ods", 29.9)):

@@ -48,10 +48,21 @@ def count_log_rows(target: Target) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if not getattr(args, "verbose", False):
-        # the demo prints its own tables; Luigi's and the steps' lines are there with -v
-        for name in ("luigi-interface", "luigi", "cbm_luigi"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    if getattr(args, "verbose", False):
+        return run_demo(args)
+    # the demo prints its own tables; Luigi's and the steps' lines are there with -v
+    quiet = [logging.getLogger(name) for name in ("luigi-interface", "luigi", "cbm_luigi")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.WARNING)
+    try:
+        return run_demo(args)
+    finally:
+        for lg, level in zip(quiet, levels, strict=True):
+            lg.setLevel(level)
+
+
+def run_demo(args: argparse.Namespace) -> int:
     base = Path(args.dir).resolve()
     if base.exists():
         shutil.rmtree(base)

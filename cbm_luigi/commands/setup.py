@@ -36,6 +36,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sla-hours", type=float, default=24.0)
     p.add_argument("--notes")
     p.add_argument("--inactive", action="store_true", help="register but do not load")
+    p.add_argument("--detect-deletes", action="store_true",
+                   help="full loads mark ODS rows whose key left the source (etl_deleted_ts); rows are kept")
+    p.add_argument("--delete-guard-pct", type=float, default=10.0,
+                   help="refuse a full load that would mark more than this %% of the rows deleted (default 10)")
     p.set_defaults(func=cmd_add_table)
 
     p = sub.add_parser("tables", help="list registered tables")
@@ -99,6 +103,7 @@ def cmd_add_table(args: argparse.Namespace) -> int:
         date_modif_col=args.date_modif_col, precision=args.precision, lookback=args.lookback,
         priority=args.priority, is_dimension=args.dimension, is_fact=args.fact, filter_clause=args.filter_clause,
         sla_hours=args.sla_hours, notes=args.notes, active=not args.inactive,
+        delete_detection=args.detect_deletes, delete_guard_pct=args.delete_guard_pct,
     )
     clear_caches()
     mode = f"incremental on {spec.date_modif_col}" if spec.is_incremental_capable else "always full"

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Technical columns of staging and ODS tables (after the business columns).
 HASHDIFF, TS_SOURCE, LOAD_TS, ETL_BATCH = "hashdiff", "ts_source", "load_ts", "etl_batch"
+#: ODS technical column of tables with delete detection: when the row's key left the source (NULL: present)
+ETL_DELETED = "etl_deleted_ts"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class MergeCounts:
     staged: int
     inserted: int
     updated: int
+    deleted: int = 0  # ODS rows marked deleted (delete detection, full extracts)
 
     @property
     def unchanged(self) -> int:
@@ -142,8 +145,33 @@ class Dialect:
 
     def ods_columns(self, spec: TableSpec) -> list[ColumnDef]:
         pk = set(spec.primary_key)
-        return [ColumnDef(c.sql_name, self.spec_column_type(c), c.sql_name not in pk) for c in spec.loaded_columns] + \
-            self.technical_columns(with_batch=True)
+        cols = [ColumnDef(c.sql_name, self.spec_column_type(c), c.sql_name not in pk) for c in spec.loaded_columns]
+        cols += self.technical_columns(with_batch=True)
+        if spec.delete_detection:
+            cols.append(ColumnDef(ETL_DELETED, self.column_type(TIMESTAMP), True))
+        return cols
+
+    # -- delete detection (full extracts of tables with DeleteDetection) ------------------------------------------
+    def count_active_sql(self, spec: TableSpec) -> str:
+        return (f"SELECT COUNT(*) FROM {self.qualified('ods', spec.sql_name)} o "
+                f"WHERE o.{self.quote(ETL_DELETED)} IS NULL")
+
+    def count_deletions_sql(self, spec: TableSpec) -> str:
+        """Active ODS rows whose key is not in staging (the full extract)."""
+        return (f"{self.count_active_sql(spec)} AND NOT EXISTS "
+                f"(SELECT 1 FROM {self.qualified('stg', spec.sql_name)} s WHERE {self._key_join(spec, 's', 'o')})")
+
+    def soft_delete_sql(self, spec: TableSpec) -> str:
+        """Mark (``:ts``) the active ODS rows whose key is not in staging; rows are never removed."""
+        d = self.quote(ETL_DELETED)
+        return (f"UPDATE {self.qualified('ods', spec.sql_name)} AS o SET {d} = :ts WHERE o.{d} IS NULL AND NOT EXISTS "
+                f"(SELECT 1 FROM {self.qualified('stg', spec.sql_name)} s WHERE {self._key_join(spec, 's', 'o')})")
+
+    def revive_sql(self, spec: TableSpec) -> str:
+        """Rows marked deleted whose key is back in the source."""
+        d = self.quote(ETL_DELETED)
+        return (f"UPDATE {self.qualified('ods', spec.sql_name)} AS o SET {d} = NULL WHERE o.{d} IS NOT NULL AND EXISTS "
+                f"(SELECT 1 FROM {self.qualified('stg', spec.sql_name)} s WHERE {self._key_join(spec, 's', 'o')})")
 
     # -- DDL --------------------------------------------------------------------------------------------------
     def create_schema_sql(self, schema: str) -> str:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from cbm_luigi.destinations.base import (
     ETL_BATCH,
+    ETL_DELETED,
     HASHDIFF,
     LOAD_TS,
     TS_SOURCE,
@@ -151,6 +152,8 @@ class DuckDBDialect(Dialect):
 
     def _replaceable(self, conn: Connection, spec: TableSpec) -> bool:
         written = {c.sql_name.lower() for c in spec.loaded_columns} | {HASHDIFF, TS_SOURCE, LOAD_TS, ETL_BATCH}
+        if spec.delete_detection:  # a replaced row is in the source: inserted with etl_deleted_ts NULL, as wanted
+            written.add(ETL_DELETED)
         params = {"schema": "ods", "table": spec.sql_name, **self.existing_columns_params()}
         return {str(r[0]).lower() for r in conn.fetchall(self.existing_columns_sql(), params)} == written
 

@@ -48,6 +48,7 @@ import sqlalchemy as sa
 
 from cbm_luigi.destinations.base import (
     ETL_BATCH,
+    ETL_DELETED,
     HASHDIFF,
     LOAD_TS,
     TS_SOURCE,
@@ -255,6 +256,18 @@ class MssqlDialect(Dialect):
     def alter_column_type_sql(self, schema: str, table: str, column: ColumnDef) -> str:
         return (f"ALTER TABLE {self.qualified(schema, table)} ALTER COLUMN {self.quote(column.name)} "
                 f"{column.type} NULL")
+
+    def soft_delete_sql(self, spec: TableSpec) -> str:
+        d = self.quote(ETL_DELETED)
+        return (f"UPDATE o SET o.{d} = :ts FROM {self.qualified('ods', spec.sql_name)} AS o WITH (HOLDLOCK) "
+                f"WHERE o.{d} IS NULL AND NOT EXISTS (SELECT 1 FROM {self.qualified('stg', spec.sql_name)} AS s "
+                f"WHERE {self._key_join(spec, 's', 'o')})")
+
+    def revive_sql(self, spec: TableSpec) -> str:
+        d = self.quote(ETL_DELETED)
+        return (f"UPDATE o SET o.{d} = NULL FROM {self.qualified('ods', spec.sql_name)} AS o "
+                f"WHERE o.{d} IS NOT NULL AND EXISTS (SELECT 1 FROM {self.qualified('stg', spec.sql_name)} AS s "
+                f"WHERE {self._key_join(spec, 's', 'o')})")
 
     # -- monitoring views: the shared definitions of Dialect.monitoring_views(), with T-SQL time functions -------
     def now_sql(self) -> str:

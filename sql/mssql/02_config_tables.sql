@@ -20,6 +20,8 @@ CREATE TABLE [config].[ETL_Tables] (
     [PriorityTier] nvarchar(10) NULL,
     [IsActive] bit NOT NULL,
     [SLAHours] float NULL,
+    [DeleteDetection] bit NULL,
+    [DeleteGuardPct] float NULL,
     [LastProfilingTs] datetime2(3) NULL,
     [CreatedTs] datetime2(3) NULL,
     [UpdatedTs] datetime2(3) NULL,

@@ -15,6 +15,7 @@ CREATE TABLE [etl].[ETL_Log] (
     [RowsInserted] bigint NULL,
     [RowsUpdated] bigint NULL,
     [RowsUnchanged] bigint NULL,
+    [RowsDeleted] bigint NULL,
     [DurationSeconds] float NULL,
     [ErrorMessage] nvarchar(4000) NULL,
     [LogTs] datetime2(3) NOT NULL,
