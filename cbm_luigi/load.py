@@ -169,7 +169,7 @@ class StagingWhileExtracting:
             target.ensure_table(self.conn, "stg", spec.sql_name, d.staging_columns(spec))
             self.conn.execute(d.truncate_sql("stg", spec.sql_name))
             columns = [*(c.sql_name for c in spec.loaded_columns), *TECHNICAL_COLUMNS]
-            self.stream = d.open_staging_stream(self.conn, spec, columns)  # type: ignore[attr-defined]
+            self.stream = d.open_staging_stream(self.conn, spec, columns)
         except BaseException as exc:
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -247,7 +247,7 @@ def staging_while_extracting(target: Target, spec: TableSpec, enabled: bool = Tr
     """A :class:`StagingWhileExtracting` when enabled and the dialect streams, else None; rolled back unless
     committed."""
     d = target.dialect
-    if not enabled or getattr(d, "open_staging_stream", None) is None or d.stages_on_own_connection:
+    if not enabled or not d.streams_staging or d.stages_on_own_connection:
         yield None
         return
     try:

@@ -339,6 +339,14 @@ class Dialect:
         records the batch afterwards.  False: :meth:`load_staging` runs inside the step's transaction."""
         return False
 
+    #: True when the dialect can stream record batches into staging inside the step's transaction while the
+    #: extract is written (:meth:`open_staging_stream`, used by ``load.StagingWhileExtracting``)
+    streams_staging = False
+
+    def open_staging_stream(self, conn: Connection, spec: TableSpec, columns: Sequence[str]) -> Any:
+        """A stream with ``encode(batch)``, ``write(encoded)``, ``close() -> rows`` and ``abort(exc)``."""
+        raise NotImplementedError(f"{self.title} does not stream into staging")
+
     def bulk_load_staging(self, target: Target, spec: TableSpec, files: Sequence[Path],
                           columns: Sequence[str]) -> int:
         """Load the committed, empty staging table on a connection of its own; returns the rows loaded."""

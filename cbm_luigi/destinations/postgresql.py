@@ -52,6 +52,8 @@ class PostgresDialect(Dialect):
         cols = ", ".join(self.quote(c) for c in columns)
         return f"COPY {self.qualified('stg', spec.sql_name)} ({cols}) FROM STDIN WITH (FORMAT csv)"
 
+    streams_staging = True
+
     def open_staging_stream(self, conn: Connection, spec: TableSpec, columns: Sequence[str]) -> CopyStream:
         """A COPY into the (created, emptied) staging table, fed batch by batch in the caller's transaction."""
         return CopyStream(conn, self.copy_sql(spec, columns), list(columns))
