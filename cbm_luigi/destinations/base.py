@@ -530,9 +530,9 @@ class Target:
                 conn.execute(self.dialect.alter_column_type_sql(schema, table, ColumnDef(col.name, col.type, True)))
                 widened.append(f"{col.name} -> {col.type}")
         if added:
-            log.warning("%s.%s: added column(s) %s (new in the source)", schema, table, ", ".join(added))
+            log.warning("%s.%s: added column(s) %s", schema, table, ", ".join(added))
         if widened:
-            log.warning("%s.%s: widened column(s) %s (wider in the source catalog)", schema, table,
+            log.warning("%s.%s: widened column(s) %s", schema, table,
                         ", ".join(widened))
         return added
 
