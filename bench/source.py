@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from cbm_luigi.naming import quote_ident as _q
+
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "cbm-bench-source v1"
@@ -36,9 +38,6 @@ _SPECIAL = ("#", "$", "%", "&")
 _RESERVED = ("order", "type", "desc", "user")
 _WIDTHS = (8, 20, 30, 60)
 
-
-def _q(ident: str) -> str:
-    return '"' + ident.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ from typing import Any, Literal
 
 import psycopg
 
+from cbm_luigi.naming import quote_ident as _quote
+
 __all__ = [
     "DEFAULT_REFERENCE_TS",
     "DEMO_TABLES",
@@ -772,9 +774,6 @@ def _identity(col: DemoColumn, value: object) -> Value:
 def _identity_in(value: Value) -> Value:
     return value
 
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class _Sql:

@@ -24,13 +24,11 @@ from cbm_luigi.destinations.base import ColumnDef, Connection, MergeCounts, Targ
 from cbm_luigi.errors import DataError, TargetError
 from cbm_luigi.extract import Manifest
 from cbm_luigi.metadata import ETL_STAGING_STATE, ETL_TABLES, TableSpec
+from cbm_luigi.naming import quote_ident as _dq
 from cbm_luigi.transform import TECHNICAL_COLUMNS
 
 log = logging.getLogger(__name__)
 
-
-def _dq(ident: str) -> str:
-    return '"' + ident.replace('"', '""') + '"'
 
 
 def check_keys(spec: TableSpec, files: Sequence[Path], sample: int = 5) -> None:
@@ -106,9 +104,7 @@ def stage(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[P
             raise TargetError(
                 f"table {spec.table_name}: staged {rows} rows but the extract holds {manifest.rows}; rolled back"
             )
-        _set_staging_state(conn, spec, manifest)
-        runlog.write_log(conn, spec.table_name, "load_staging", "success", batch=manifest.batch,
-                         mode=manifest.mode, rows=manifest.rows, duration=time.perf_counter() - started)
+        record_staged(conn, spec, manifest, started)
     log.info("%s: staged %d rows in %.2fs", spec.table_name, manifest.rows, time.perf_counter() - started)
     return manifest.rows
 
@@ -136,9 +132,7 @@ def _stage_on_own_connection(target: Target, spec: TableSpec, manifest: Manifest
                 f"table {spec.table_name}: bulk load reported {loaded} rows and staging holds {held}, but the "
                 f"extract holds {manifest.rows}; staging is recorded as holding nothing: run again to reload it"
             )
-        _set_staging_state(conn, spec, manifest)
-        runlog.write_log(conn, spec.table_name, "load_staging", "success", batch=manifest.batch,
-                         mode=manifest.mode, rows=manifest.rows, duration=time.perf_counter() - started)
+        record_staged(conn, spec, manifest, started)
     log.info("%s: staged %d rows in %.2fs", spec.table_name, manifest.rows, time.perf_counter() - started)
     return manifest.rows
 
@@ -211,9 +205,7 @@ class StagingWhileExtracting:
             if rows != manifest.rows:
                 raise TargetError(f"table {spec.table_name}: streamed {rows} rows to staging, the extract holds "
                                   f"{manifest.rows}")
-            _set_staging_state(self.conn, spec, manifest)
-            runlog.write_log(self.conn, spec.table_name, "load_staging", "success", batch=manifest.batch,
-                             mode=manifest.mode, rows=manifest.rows, duration=time.perf_counter() - started)
+            record_staged(self.conn, spec, manifest, started)
             self._open = False
             self._stack.close()  # commit
         except Exception as exc:  # noqa: BLE001 - the LoadStaging step redoes it from the parquet files
@@ -263,6 +255,13 @@ def staging_while_extracting(target: Target, spec: TableSpec, enabled: bool = Tr
         raise
     finally:
         stream.abort()
+
+
+def record_staged(conn: Connection, spec: TableSpec, manifest: Manifest, started: float) -> None:
+    """In the transaction that staged the rows: which batch staging holds, and the load_staging run-log row."""
+    _set_staging_state(conn, spec, manifest)
+    runlog.write_log(conn, spec.table_name, "load_staging", "success", batch=manifest.batch, mode=manifest.mode,
+                     rows=manifest.rows, duration=time.perf_counter() - started)
 
 
 def _set_staging_state(conn: Connection, spec: TableSpec, manifest: Manifest) -> None:

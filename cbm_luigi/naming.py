@@ -23,6 +23,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 RESERVED_TECHNICAL = frozenset({"hashdiff", "ts_source", "load_ts"})
 
 
+def quote_ident(ident: str) -> str:
+    """ANSI double-quoted identifier (embedded quotes doubled): Progress, PostgreSQL, DuckDB, SQLite."""
+    return '"' + ident.replace('"', '""') + '"'
+
+
 def sql_safe(name: str) -> str:
     """Return the SQL-safe form of one source name (no clash handling)."""
     if not name:

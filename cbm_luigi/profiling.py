@@ -44,6 +44,7 @@ from cbm_luigi.destinations import open_target
 from cbm_luigi.errors import SourceError
 from cbm_luigi.extract import MANIFEST, Manifest, source_schema, table_cache_dir
 from cbm_luigi.metadata import BINARY, STRING, ColumnSpec, MetadataStore, TableSpec
+from cbm_luigi.naming import quote_ident as _q
 from cbm_luigi.sources import open_source
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,6 @@ def spool_source(spec: TableSpec, settings: Settings, out_dir: Path, min_date: A
 
 # -- the figures ---------------------------------------------------------------------------------------------------
 
-
-def _q(ident: str) -> str:
-    return '"' + ident.replace('"', '""') + '"'
 
 
 def profile_files(spec: TableSpec, columns: Sequence[ColumnSpec], files: Sequence[Path], *,

@@ -64,6 +64,7 @@ from cbm_luigi.metadata import (
     parse_lookback,
 )
 from cbm_luigi.naming import match_name
+from cbm_luigi.naming import quote_ident as _q
 
 log = logging.getLogger(__name__)
 
@@ -438,9 +439,6 @@ class DqRun:
         return (f"table {self.table}: {len(self.critical_failures)} critical data-quality rule(s) failed on batch "
                 f"{self.batch} ({self.rules_path}): " + " | ".join(parts))
 
-
-def _q(ident: str) -> str:
-    return '"' + ident.replace('"', '""') + '"'
 
 
 def _condition(b: BoundRule) -> tuple[str, list[Any]]:

@@ -53,6 +53,7 @@ from cbm_luigi.destinations.base import HASHDIFF, Target
 from cbm_luigi.errors import CbmError, ConfigError, MetadataError, TargetError
 from cbm_luigi.extract import source_schema
 from cbm_luigi.metadata import VALIDATION_LOG, MetadataStore, TableSpec
+from cbm_luigi.naming import quote_ident as _dq
 from cbm_luigi.sources import Source, open_source
 from cbm_luigi.sources.flavors import Window
 
@@ -329,9 +330,6 @@ class _Spill:
     def close(self) -> None:
         self.con.close()
 
-
-def _dq(ident: str) -> str:
-    return '"' + ident.replace('"', '""') + '"'
 
 
 def _order(prefix: str, keys: Sequence[str]) -> str:

@@ -36,6 +36,7 @@ from cbm_luigi.metadata import (
     MetaTable,
     TableSpec,
 )
+from cbm_luigi.naming import quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Dialect:
     def quote(self, ident: str) -> str:
         if not ident:
             raise ValueError("empty identifier")
-        return '"' + ident.replace('"', '""') + '"'
+        return quote_ident(ident)
 
     def qualified(self, schema: str, name: str) -> str:
         return f"{self.quote(schema)}.{self.quote(name)}"
@@ -365,14 +366,14 @@ class Dialect:
     def _key_join(self, spec: TableSpec, left: str, right: str) -> str:
         return " AND ".join(f"{left}.{self.quote(k)} = {right}.{self.quote(k)}" for k in spec.primary_key)
 
-    def count_new_keys_sql(self, spec: TableSpec) -> str:
-        return (f"SELECT COUNT(*) FROM {self.qualified('stg', spec.sql_name)} s WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {self.qualified('ods', spec.sql_name)} o WHERE {self._key_join(spec, 'o', 's')})")
-
-    def count_changed_sql(self, spec: TableSpec) -> str:
-        return (f"SELECT COUNT(*) FROM {self.qualified('stg', spec.sql_name)} s "
-                f"JOIN {self.qualified('ods', spec.sql_name)} o ON {self._key_join(spec, 'o', 's')} "
-                f"WHERE o.{self.quote(HASHDIFF)} <> s.{self.quote(HASHDIFF)}")
+    def count_changes_sql(self, spec: TableSpec) -> str:
+        """New keys and changed rows of staging, in one join (the MERGE's own join, counted first)."""
+        key = self.quote(spec.primary_key[0])
+        h = self.quote(HASHDIFF)
+        return (f"SELECT COUNT(*) FILTER (WHERE o.{key} IS NULL), "
+                f"COUNT(*) FILTER (WHERE o.{key} IS NOT NULL AND o.{h} <> s.{h})\n"
+                f"FROM {self.qualified('stg', spec.sql_name)} s\n"
+                f"LEFT JOIN {self.qualified('ods', spec.sql_name)} o ON {self._key_join(spec, 'o', 's')}")
 
     def merge_sql(self, spec: TableSpec) -> str:
         """MERGE on the primary key; a matched row is updated only when its hashdiff changed.
@@ -397,8 +398,13 @@ class Dialect:
         )
 
     def merge(self, conn: Connection, spec: TableSpec, batch: str, staged: int) -> MergeCounts:
-        inserted = int(conn.scalar(self.count_new_keys_sql(spec)) or 0)
-        updated = int(conn.scalar(self.count_changed_sql(spec)) or 0)
+        """Nothing staged: nothing to read.  Else one counting join, then the MERGE (checked against it)."""
+        if staged == 0:
+            return MergeCounts(staged=0, inserted=0, updated=0)
+        row = conn.fetchone(self.count_changes_sql(spec))
+        inserted, updated = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+        if inserted + updated == 0:
+            return MergeCounts(staged=staged, inserted=0, updated=0)
         affected = conn.execute(self.merge_sql(spec), {"batch": batch})
         if affected >= 0 and affected != inserted + updated:
             raise TargetError(

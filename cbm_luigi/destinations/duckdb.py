@@ -92,15 +92,6 @@ class DuckDBDialect(Dialect):
 
     # -- merge: DuckDB updates wide rows slowly (an UPDATE of 300 columns rewrites every column); replacing the
     # changed rows (DELETE, then INSERT with the new ones) gives the same ODS 3x faster (docs/PERFORMANCE.md).
-    def count_changes_sql(self, spec: TableSpec) -> str:
-        """New keys and changed rows of staging, in one join."""
-        key = self.quote(spec.primary_key[0])
-        h = self.quote(HASHDIFF)
-        return (f"SELECT COUNT(*) FILTER (WHERE o.{key} IS NULL), "
-                f"COUNT(*) FILTER (WHERE o.{key} IS NOT NULL AND o.{h} <> s.{h})\n"
-                f"FROM {self.qualified('stg', spec.sql_name)} s\n"
-                f"LEFT JOIN {self.qualified('ods', spec.sql_name)} o ON {self._key_join(spec, 'o', 's')}")
-
     def delete_changed_sql(self, spec: TableSpec) -> str:
         h = self.quote(HASHDIFF)
         return (f"DELETE FROM {self.qualified('ods', spec.sql_name)} o USING {self.qualified('stg', spec.sql_name)} s\n"

@@ -17,8 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from cbm_luigi.destinations.base import HASHDIFF, ColumnDef, Connection, Dialect, MergeCounts
-from cbm_luigi.errors import TargetError
+from cbm_luigi.destinations.base import ColumnDef, Connection, Dialect
 from cbm_luigi.metadata import TableSpec
 
 #: rows wider than this are toasted; 8160 is the largest value PostgreSQL accepts (a heap page holds one such row)
@@ -69,31 +68,6 @@ class PostgresDialect(Dialect):
             stream.abort(exc)
             raise
         return stream.close()
-
-    def count_changes_sql(self, spec: TableSpec) -> str:
-        """New keys and changed rows of staging, in one join (the MERGE's own join, counted first)."""
-        key = self.quote(spec.primary_key[0])
-        h = self.quote(HASHDIFF)
-        return (f"SELECT COUNT(*) FILTER (WHERE o.{key} IS NULL), "
-                f"COUNT(*) FILTER (WHERE o.{key} IS NOT NULL AND o.{h} <> s.{h})\n"
-                f"FROM {self.qualified('stg', spec.sql_name)} s\n"
-                f"LEFT JOIN {self.qualified('ods', spec.sql_name)} o ON {self._key_join(spec, 'o', 's')}")
-
-    def merge(self, conn: Connection, spec: TableSpec, batch: str, staged: int) -> MergeCounts:
-        """Nothing staged: nothing to read.  Else one counting join, then the MERGE (checked against it)."""
-        if staged == 0:
-            return MergeCounts(staged=0, inserted=0, updated=0)
-        row = conn.fetchone(self.count_changes_sql(spec))
-        inserted, updated = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
-        if inserted + updated == 0:
-            return MergeCounts(staged=staged, inserted=0, updated=0)
-        affected = conn.execute(self.merge_sql(spec), {"batch": batch})
-        if affected >= 0 and affected != inserted + updated:
-            raise TargetError(
-                f"table {spec.table_name}: MERGE touched {affected} rows but {inserted} new and {updated} changed "
-                "were counted; rolled back (is another process writing to the ODS table?)"
-            )
-        return MergeCounts(staged=staged, inserted=inserted, updated=updated)
 
     def lock_staging_state_sql(self) -> str | None:
         return ('SELECT "Batch", "Mode", "RowsStaged", "SourceClockTs" FROM "etl"."ETL_StagingState" '

@@ -29,6 +29,7 @@ from cbm_luigi.metadata import (
     TableSpec,
     parse_lookback,
 )
+from cbm_luigi.naming import quote_ident
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class SourceFlavor:
     param = "?"
 
     def quote(self, ident: str) -> str:
-        return '"' + ident.replace('"', '""') + '"'
+        return quote_ident(ident)
 
     def qualify(self, schema: str, table: str) -> str:
         return f"{self.quote(schema)}.{self.quote(table)}" if schema else self.quote(table)
