@@ -36,7 +36,7 @@ STEPS = ("extract", "transform", "load_staging", "merge_ods")
 @contextmanager
 def environment(env: Mapping[str, str]) -> Iterator[None]:
     """Set CBM_* variables in this process (for in-process setup and checks), then restore them."""
-    from cbm_luigi.tasks.common import clear_caches
+    from cbm_luigi.tasks.context import clear_caches
 
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -85,9 +85,9 @@ class RawRead:
 
 def raw_read(spec: Any, settings: Any) -> RawRead:
     """Connect, run the full-window extraction SELECT, fetch every batch into Arrow, drop it."""
-    from cbm_luigi.extract import source_schema
-    from cbm_luigi.sources import OdbcSource, open_source
-    from cbm_luigi.sources.flavors import Window
+    from cbm_luigi.pipeline.extract import source_schema
+    from cbm_luigi.pipeline.sources import OdbcSource, open_source
+    from cbm_luigi.pipeline.sources.flavors import Window
 
     started = time.perf_counter()
     source = open_source(settings)
@@ -156,7 +156,7 @@ def run_luigi(label: str, task_args: list[str], env: Mapping[str, str], workdir:
 
 def read_run_log(run: Run, target_url: str, table: str) -> Run:
     """Fill the run's step durations and counts from etl.ETL_Log (rows of its RunId)."""
-    from cbm_luigi.metadata import ETL_LOG
+    from cbm_luigi.store.schema import ETL_LOG
 
     target = target_of(target_url)
     d = target.dialect
@@ -212,9 +212,9 @@ def read_ods(target_url: str, spec: Any, odbc_driver: str) -> pa.Table:
 
 
 def read_source(spec: Any, settings: Any) -> pa.Table:
-    from cbm_luigi.extract import source_schema
-    from cbm_luigi.sources import open_source
-    from cbm_luigi.sources.flavors import Window
+    from cbm_luigi.pipeline.extract import source_schema
+    from cbm_luigi.pipeline.sources import open_source
+    from cbm_luigi.pipeline.sources.flavors import Window
 
     schema = source_schema(spec)
     with open_source(settings) as source:

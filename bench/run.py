@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cbm_luigi.store.schema import init_db
+
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 spec = _register(table.name)
                 big_spec = _register(big.name) if big else None
                 if not raw:
-                    from cbm_luigi.tasks.common import settings
+                    from cbm_luigi.tasks.context import settings
 
                     # best of two: the first read also warms the server's cache for the loads that follow
                     reads = [raw_read(spec, settings()) for _ in range(2)]
@@ -171,11 +173,11 @@ def _register(table: str) -> Any:
     from bench.measure import target_of
     from bench.source import DATE_MODIF, KEY
     from cbm_luigi.commands.setup import sync_tables
-    from cbm_luigi.metadata import MetadataStore
-    from cbm_luigi.tasks.common import clear_caches, settings
+    from cbm_luigi.store.config_tables import MetadataStore
+    from cbm_luigi.tasks.context import clear_caches, settings
 
     target = target_of(settings().target)
-    target.init_db()
+    init_db(target)
     sync_tables([table])
     spec = MetadataStore(target).register_table(
         table, primary_key=[KEY], date_modif_col=DATE_MODIF, precision="datetime", lookback="0d",
@@ -219,7 +221,7 @@ def _measure_target(res: TargetResult, args: argparse.Namespace, env: dict[str, 
                           f"expected 0 / {res.changed}")
     if not args.no_verify:
         with environment(env):
-            from cbm_luigi.tasks.common import settings
+            from cbm_luigi.tasks.context import settings
 
             problems = compare_ods(read_source(spec, settings()), read_ods(env["CBM_TARGET"], spec, args.odbc_driver),
                                    spec.primary_key[0])
@@ -258,7 +260,7 @@ def _figures(args: argparse.Namespace, table: Any, big: Any, raw: dict[str, Any]
             "nochange_over_full": nochange.seconds / full.seconds if nochange and full else None,
             "change_over_full": changed.seconds / full.seconds if changed and full else None,
         }
-        from cbm_luigi.config import redact
+        from cbm_luigi.config.secrets import redact
 
         out["targets"][res.kind] = {"url": redact(res.url), "runs": runs, "ratios": ratios, "changed_rows": res.changed,
                                     "checks": res.checks or ["ok"]}

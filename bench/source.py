@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from cbm_luigi.naming import quote_ident as _q
+from cbm_luigi.model.naming import quote_ident as _q
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from cbm_luigi.errors import CbmError
 
 def command_modules() -> list[str]:
     """Every module of cbm_luigi.commands is a sub-command group (add a file to add commands)."""
-    import pkgutil
+    import pkgutil  # deferred: start-up time (cbm-etl --help imports every command module)
 
-    import cbm_luigi.commands
+    import cbm_luigi.commands  # deferred: start-up time (cbm-etl --help imports every command module)
 
     return sorted(m.name for m in pkgutil.iter_modules(cbm_luigi.commands.__path__) if not m.name.startswith("_"))
 
@@ -41,7 +41,10 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ign
 
 
 def setup_logging(verbose: bool = False) -> None:
-    from cbm_luigi.logs import RedactingFormatter, RunIdFilter
+    from cbm_luigi.config.logs import (  # deferred: start-up time (cbm-etl --help imports every command module)
+        RedactingFormatter,
+        RunIdFilter,
+    )
 
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
@@ -55,7 +58,7 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("luigi-interface").setLevel(logging.DEBUG if verbose else logging.INFO)
     # luigi.build would add its own handler to "luigi-interface" (every line printed twice): logging is
     # configured here, so tell Luigi it already is.
-    import luigi.setup_logging
+    import luigi.setup_logging  # deferred: start-up time (cbm-etl --help imports every command module)
 
     luigi.setup_logging.InterfaceLogging._configured = True
 
@@ -77,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Commands that load (set_defaults(log_file=True)) also log to their own file under CBM_LOG_DIR.
     log_file = bool(getattr(args, "log_file", False))
     if log_file:
-        from cbm_luigi.logs import start_run_log
+        from cbm_luigi.config.logs import (
+            start_run_log,  # deferred: start-up time (cbm-etl --help imports every command module)
+        )
 
         start_run_log(args.command)
     try:
@@ -92,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         if log_file:
-            from cbm_luigi.logs import stop_run_log
+            from cbm_luigi.config.logs import (
+                stop_run_log,  # deferred: start-up time (cbm-etl --help imports every command module)
+            )
 
             stop_run_log()
 

@@ -17,7 +17,7 @@ from typing import Any
 import luigi
 import pytest
 
-from cbm_luigi.tasks.common import clear_caches
+from cbm_luigi.tasks.context import clear_caches
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_CONNINFO = os.environ.get("CBM_TEST_PG_CONNINFO", "host=127.0.0.1 port=5432 dbname=test user=postgres")
@@ -100,7 +100,7 @@ def pg_source(pg_conninfo: str, odbc_driver: str) -> Iterator[PgSource]:
     """The demo tables in a fresh schema ``PUB_<random>`` plus the SYSPROGRESS catalog emulation."""
     import psycopg
 
-    from cbm_luigi import demo_data
+    from cbm_luigi.demo import data as demo_data
 
     schema = f"PUB_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_conninfo, autocommit=True) as c:

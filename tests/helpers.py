@@ -6,17 +6,19 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from cbm_luigi import demo_data
 from cbm_luigi.commands.setup import sync_tables
+from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
-from cbm_luigi.metadata import MetadataStore, TableSpec
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.model.specs import TableSpec
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.store.schema import init_db
+from cbm_luigi.tasks.context import clear_caches, settings
 
 
 def register_demo_tables(tables: list[str] | None = None) -> MetadataStore:
     """init-db, sync-columns and add-table for the demo tables, with the demo's own configuration."""
     target = open_target(settings().target)
-    target.init_db()
+    init_db(target)
     names = tables or [t.name for t in demo_data.DEMO_TABLES]
     sync_tables(names)
     store = MetadataStore(target)

@@ -19,8 +19,8 @@ import pytest
 from conftest import build, configure
 from helpers import ods_rows, register_demo_tables
 
-from cbm_luigi import alerts, demo_data, runlog
-from cbm_luigi.alerts import (
+from cbm_luigi.alerts import notify as alerts
+from cbm_luigi.alerts.notify import (
     CRITICAL,
     FAILURE,
     INFO,
@@ -32,9 +32,11 @@ from cbm_luigi.alerts import (
     notify_failure,
     workflow_payload,
 )
+from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
-from cbm_luigi.tasks import LoadTable
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.store import runlog
+from cbm_luigi.tasks.context import clear_caches, settings
+from cbm_luigi.tasks.wrappers import LoadTable
 
 WORKFLOW_PATH = "/workflows/0a1b2c/triggers/manual/paths/invoke"
 SECRET_QUERY = "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=TopSecretSignature123"
@@ -560,7 +562,7 @@ def test_without_any_channel_a_failure_is_only_logged(sqlite_pipeline, log_lines
 
 def test_notify_failure_survives_a_broken_target(recorder, tmp_path):
     """The target may be what failed: the alert is still sent, its record is skipped."""
-    from cbm_luigi.destinations.base import Target
+    from cbm_luigi.destinations.client import Target
 
     broken = open_target(f"postgresql+psycopg://nobody@127.0.0.1:{closed_port()}/nothing")
     assert isinstance(broken, Target)

@@ -18,7 +18,7 @@ from conftest import pg_params
 from helpers import norm
 
 from cbm_luigi.cli import main as cbm_etl
-from cbm_luigi.naming import sql_safe
+from cbm_luigi.model.naming import sql_safe
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -140,8 +140,9 @@ def test_postgresql_staging_is_loaded_while_extracting(pg_source: Any, pg_databa
     from helpers import log_rows, ods_rows, pg_source_rows, register_demo_tables
 
     from cbm_luigi.destinations import open_target
-    from cbm_luigi.load import staging_state
-    from cbm_luigi.tasks import ExtractParquet, LoadTable
+    from cbm_luigi.store.staging_state import staging_state
+    from cbm_luigi.tasks.table import ExtractParquet
+    from cbm_luigi.tasks.wrappers import LoadTable
 
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=pg_database)
     register_demo_tables(["produit"])
@@ -158,7 +159,7 @@ def test_postgresql_staging_is_loaded_while_extracting(pg_source: Any, pg_databa
 
     # switched off: the extract leaves staging alone, the staging step loads it
     monkeypatch.setenv("CBM_STAGE_WHILE_EXTRACTING", "0")
-    from cbm_luigi.tasks.common import clear_caches
+    from cbm_luigi.tasks.context import clear_caches
 
     clear_caches()
     assert build(ExtractParquet(table="produit", mode="full", batch="b2")).scheduling_succeeded
@@ -176,8 +177,9 @@ def test_staging_error_while_extracting_is_left_to_the_staging_step(pg_source: A
     from helpers import log_rows, register_demo_tables
 
     from cbm_luigi.destinations import open_target
-    from cbm_luigi.load import staging_state
-    from cbm_luigi.tasks import ExtractParquet, LoadTable
+    from cbm_luigi.store.staging_state import staging_state
+    from cbm_luigi.tasks.table import ExtractParquet
+    from cbm_luigi.tasks.wrappers import LoadTable
 
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=pg_database)
     store = register_demo_tables(["produit"])
@@ -202,9 +204,9 @@ def test_duckdb_merge_replaces_changed_rows_and_keeps_extra_columns(pg_source: A
     from conftest import build, configure
     from helpers import log_rows, ods_rows, pg_source_rows, register_demo_tables
 
-    from cbm_luigi import demo_data
+    from cbm_luigi.demo import data as demo_data
     from cbm_luigi.destinations import open_target
-    from cbm_luigi.tasks import LoadTable
+    from cbm_luigi.tasks.wrappers import LoadTable
 
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema,
               target=f"duckdb:///{tmp_path / 'ods.duckdb'}")

@@ -13,16 +13,17 @@ import pytest
 from conftest import build, configure
 from helpers import ods_rows, register_demo_tables
 
-from cbm_luigi import demo_data, runlog
-from cbm_luigi.cache import DAY, cleanup_cache, plan_cleanup
+from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
-from cbm_luigi.destinations.base import Target
+from cbm_luigi.destinations.client import Target
 from cbm_luigi.errors import TargetError
-from cbm_luigi.extract import MANIFEST, Manifest
-from cbm_luigi.metadata import ETL_STAGING_STATE
-from cbm_luigi.tasks import LoadTable
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.ops.cache import DAY, cleanup_cache, plan_cleanup
+from cbm_luigi.pipeline.extract import MANIFEST, Manifest
+from cbm_luigi.store import runlog
+from cbm_luigi.store.schema import ETL_STAGING_STATE, init_db
+from cbm_luigi.tasks.context import clear_caches, settings
 from cbm_luigi.tasks.table import LoadStaging
+from cbm_luigi.tasks.wrappers import LoadTable
 
 NOW = time.time()
 
@@ -60,7 +61,7 @@ def stage_holds(t: Target, table: str, batch: str) -> None:
 @pytest.fixture
 def cache_and_target(tmp_path) -> tuple[Path, Target]:
     t = open_target(f"duckdb:///{tmp_path / 'ods.duckdb'}")
-    t.init_db()
+    init_db(t)
     cache = tmp_path / "cache"
     # produit: b1 finished 10 days ago, b2 finished 2 days ago, b3 unfinished 10 days ago (a re-run needs it),
     # b4 unfinished 30 days ago (abandoned), b5 unfinished 30 days ago but held by staging;

@@ -14,8 +14,8 @@ from helpers import log_rows, ods_rows, pg_source_rows
 
 from cbm_luigi.cli import main
 from cbm_luigi.destinations import open_target
-from cbm_luigi.metadata import MetadataStore
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.tasks.context import clear_caches, settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.odbc]
 REPO = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ from helpers import log_rows
 
 from cbm_luigi.cli import main
 from cbm_luigi.destinations import open_target
-from cbm_luigi.metadata import MetadataStore
-from cbm_luigi.tasks import LoadTable
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.tasks.context import clear_caches, settings
+from cbm_luigi.tasks.wrappers import LoadTable
 
 pytestmark = [pytest.mark.postgres, pytest.mark.odbc]
 

@@ -1,4 +1,4 @@
-"""Tests of cbm_luigi.demo_data against real databases: an SQLite file and the machine's PostgreSQL."""
+"""Tests of cbm_luigi.demo.data against real databases: an SQLite file and the machine's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cbm_luigi.demo_data import (
+from cbm_luigi.demo.data import (
     DEFAULT_REFERENCE_TS,
     DEMO_TABLES,
     ChangeSummary,

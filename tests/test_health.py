@@ -11,12 +11,21 @@ from typing import Any
 import pytest
 from test_alerts import Recorder, card_of, closed_port, facts_of, fast
 
-from cbm_luigi.alerts import CRITICAL, INFO, OK, REPEATED_FAILURES, SLA, SUMMARY, WARNING, AlertSettings
+from cbm_luigi.alerts.notify import (
+    CRITICAL,
+    INFO,
+    OK,
+    REPEATED_FAILURES,
+    SLA,
+    SUMMARY,
+    WARNING,
+    AlertSettings,
+)
 from cbm_luigi.destinations import open_target
-from cbm_luigi.destinations.base import Target
-from cbm_luigi.health import HealthCheck, compute_sla, sla_from_view, sla_status
-from cbm_luigi.metadata import ETL_TABLES
-from cbm_luigi.runlog import insert_log_sql
+from cbm_luigi.destinations.client import Target
+from cbm_luigi.ops.health import HealthCheck, compute_sla, sla_from_view, sla_status
+from cbm_luigi.store.runlog import insert_log_sql
+from cbm_luigi.store.schema import ETL_TABLES, init_db
 
 NOW = datetime(2026, 3, 10, 7, 0, 0)
 
@@ -56,7 +65,7 @@ def duck(tmp_path, monkeypatch) -> Target:
     url = f"duckdb:///{tmp_path / 'ods.duckdb'}"
     monkeypatch.setenv("CBM_TARGET", url)
     t = open_target(url)
-    t.init_db()
+    init_db(t)
     return t
 
 
@@ -213,7 +222,7 @@ def test_undelivered_alert_gives_exit_1(duck):
 def test_health_on_postgresql_matches_duckdb_and_the_view(pg_database, recorder):
     """Same seeded log on PostgreSQL: the portable SQL gives the same alerts, and etl.vw_SLABreach agrees."""
     t = open_target(pg_database)
-    t.init_db()
+    init_db(t)
     now = datetime.now().replace(microsecond=0)
     seed_table(t, "ok_table")
     seed_table(t, "late", sla_hours=10)

@@ -21,9 +21,8 @@ import pytest
 import sqlalchemy as sa
 import sqlglot
 
-from cbm_luigi import load
 from cbm_luigi.destinations import dialect_for_url, open_target
-from cbm_luigi.destinations.base import Target
+from cbm_luigi.destinations.client import Target
 from cbm_luigi.destinations.duckdb import DuckDBDialect
 from cbm_luigi.destinations.mssql import (
     MssqlDialect,
@@ -33,8 +32,8 @@ from cbm_luigi.destinations.mssql import (
     statement_head,
 )
 from cbm_luigi.errors import ConfigError, DataError, TargetError, TransientTargetError
-from cbm_luigi.extract import Manifest
-from cbm_luigi.metadata import (
+from cbm_luigi.model.specs import ColumnSpec, TableSpec
+from cbm_luigi.model.types import (
     BIGINT,
     BINARY,
     BOOLEAN,
@@ -45,9 +44,12 @@ from cbm_luigi.metadata import (
     STRING,
     TIMESTAMP,
     TIMESTAMP_TZ,
-    ColumnSpec,
-    TableSpec,
 )
+from cbm_luigi.pipeline import stage as load
+from cbm_luigi.pipeline.extract import Manifest
+from cbm_luigi.store.schema import init_db, init_statements
+from cbm_luigi.store.staging_state import staging_state
+from cbm_luigi.store.views import monitoring_views
 
 D = MssqlDialect()
 
@@ -376,7 +378,7 @@ def _staging_case(tmp_path: Path, dialect: DuckDBDialect) -> tuple[Target, Table
                         hash_columns=["id", "name"], run_id="r", extract_seconds=0.1, transform_seconds=0.1)
     db = tmp_path / "ods.duckdb"
     target = Target(f"duckdb:///{db}", dialect, sa.create_engine(f"duckdb:///{db}", poolclass=sa.pool.NullPool))
-    target.init_db()
+    init_db(target)
     with target.begin() as conn:  # staging holds an older batch
         target.ensure_table(conn, "stg", spec.sql_name, dialect.staging_columns(spec))
         conn.execute(f"INSERT INTO {dialect.qualified('etl', 'ETL_StagingState')} VALUES "
@@ -403,7 +405,7 @@ def test_a_failed_bulk_load_leaves_staging_recorded_as_holding_nothing(tmp_path:
     with pytest.raises(OSError, match="connection lost"):
         load.stage(target, spec, manifest, files)
     assert _state(target) == []  # the merge refuses: "staging holds nothing, not batch b1"
-    assert load.staging_state(target, "t-1") is None
+    assert staging_state(target, "t-1") is None
     target.dispose()
 
 
@@ -424,7 +426,7 @@ def test_tsql_views_equal_the_ansi_views_on_the_same_log(tmp_path: Path) -> None
     tolerance on float columns."""
     con = duckdb.connect()
     ansi = DuckDBDialect(None)
-    for sql in ansi.init_statements():
+    for sql in init_statements(ansi):
         con.execute(sql)
     now = dt.datetime.now().replace(microsecond=0)
 
@@ -453,16 +455,16 @@ def test_tsql_views_equal_the_ansi_views_on_the_same_log(tmp_path: Path) -> None
     def norm(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return sorted((tuple(round(v, 2) if isinstance(v, float) else v for v in r) for r in rows), key=str)
 
-    for name, select in D.monitoring_views().items():
+    for name, select in monitoring_views(D).items():
         tsql = D.create_view_sql("etl", name, select)
         body = sqlglot.parse_one(tsql, read="tsql").expression.sql("duckdb")
-        ours, theirs = con.execute(body).fetchall(), con.execute(ansi.monitoring_views()[name]).fetchall()
+        ours, theirs = con.execute(body).fetchall(), con.execute(monitoring_views(ansi)[name]).fetchall()
         assert ours and len(ours) == len(theirs), name
         for a, b in zip(norm(ours), norm(theirs), strict=True):
             for x, y in zip(a, b, strict=True):
                 assert (abs(x - y) < 0.05) if isinstance(x, float) and isinstance(y, float) else x == y, (name, a, b)
     last = {r[0]: r for r in con.execute(
-        sqlglot.parse_one(D.create_view_sql("etl", "v", D.monitoring_views()["vw_LastRuns"]),
+        sqlglot.parse_one(D.create_view_sql("etl", "v", monitoring_views(D)["vw_LastRuns"]),
                           read="tsql").expression.sql("duckdb")).fetchall()}
     assert last["client"][4] == "failed" and last["client"][-1] == "first failure"
     assert last["produit"][4] == "running"

@@ -17,14 +17,16 @@ import pytest
 import sqlalchemy as sa
 from conftest import build, configure
 
-from cbm_luigi import demo_data
 from cbm_luigi.commands.setup import sync_tables
+from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
-from cbm_luigi.destinations.base import ColumnDef
-from cbm_luigi.destinations.mssql import DEPLOY_ROLE, ROLE, scripts
-from cbm_luigi.metadata import METADATA_TABLES, MetadataStore
-from cbm_luigi.tasks import LoadAll
-from cbm_luigi.tasks.common import clear_caches
+from cbm_luigi.destinations.ddl import ColumnDef
+from cbm_luigi.destinations.mssql import DEPLOY_ROLE, ROLE
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.store.mssql_scripts import scripts
+from cbm_luigi.store.schema import METADATA_TABLES, init_db
+from cbm_luigi.tasks.context import clear_caches
+from cbm_luigi.tasks.wrappers import LoadAll
 
 pytestmark = pytest.mark.mssql
 TABLES = [t.name for t in demo_data.DEMO_TABLES]
@@ -61,7 +63,7 @@ def demo_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str) ->
 def register(target_url: str, init: bool = True) -> MetadataStore:
     target = open_target(target_url)
     if init:
-        target.init_db()
+        init_db(target)
     sync_tables(TABLES)
     store = MetadataStore(target)
     for t in demo_data.DEMO_TABLES:
@@ -96,8 +98,8 @@ def source_count(path: Path, table: str) -> int:
 
 def test_init_db_is_idempotent_and_the_views_answer(mssql_database: str) -> None:
     target = open_target(mssql_database)
-    first = target.init_db()
-    assert target.init_db() == first
+    first = init_db(target)
+    assert init_db(target) == first
     for view in ("vw_LastRuns", "vw_TablePerformance", "vw_SLABreach"):
         target.fetchall(f"SELECT * FROM [etl].[{view}]")
 
@@ -113,7 +115,7 @@ def test_dba_scripts_apply_twice_and_init_db_then_has_nothing_to_add(mssql_datab
             cols = [ColumnDef(c.name, d.column_type(c.logical_type, c.width, c.precision, c.scale), c.nullable)
                     for c in meta.columns]
             assert target.ensure_table(conn, meta.schema, meta.name, cols, meta.primary_key) == []
-    target.init_db()
+    init_db(target)
 
 
 @pytest.mark.parametrize("driver", ["as configured", "mssqlpython"])
@@ -164,7 +166,7 @@ def restricted_login(mssql_database: str) -> Iterator[tuple[str, str]]:
 def test_the_least_privilege_roles_are_enough(restricted_login: tuple[str, str], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     runtime, deploy = restricted_login
-    open_target(deploy).init_db()  # cbm_etl_deploy may run init-db (views, metadata columns)
+    init_db(open_target(deploy))  # cbm_etl_deploy may run init-db (views, metadata columns)
     source = demo_source(tmp_path, monkeypatch, runtime)
     register(runtime, init=False)  # cbm_etl: config writes, stg/ods tables created on the fly, bulk load, MERGE
     assert build(LoadAll(mode="full", batch="b1")).scheduling_succeeded

@@ -18,11 +18,11 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from cbm_luigi import load, runlog
-from cbm_luigi.destinations.base import ColumnDef, Target
-from cbm_luigi.destinations.mssql import MssqlDialect, scripts
-from cbm_luigi.extract import Manifest
-from cbm_luigi.metadata import (
+from cbm_luigi.destinations.client import Target
+from cbm_luigi.destinations.ddl import ColumnDef
+from cbm_luigi.destinations.mssql import MssqlDialect
+from cbm_luigi.model.specs import ColumnSpec, TableSpec
+from cbm_luigi.model.types import (
     BIGINT,
     BINARY,
     BOOLEAN,
@@ -33,9 +33,13 @@ from cbm_luigi.metadata import (
     STRING,
     TIMESTAMP,
     TIMESTAMP_TZ,
-    ColumnSpec,
-    TableSpec,
 )
+from cbm_luigi.pipeline import merge as load
+from cbm_luigi.pipeline.extract import Manifest
+from cbm_luigi.store import runlog, staging_state
+from cbm_luigi.store.mssql_scripts import scripts
+from cbm_luigi.store.schema import init_statements
+from cbm_luigi.store.views import monitoring_views
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "mssql"
@@ -142,8 +146,8 @@ def merge_transaction(existing_ods: Sequence[str]) -> str:
 def staging_statements() -> str:
     log: list[tuple[str, list[str]]] = []
     conn = Recorder(log, {})
-    load._clear_staging_state(conn, SPEC)  # type: ignore[arg-type]
-    load._set_staging_state(conn, SPEC, MANIFEST)  # type: ignore[arg-type]
+    staging_state.clear_staging_state(conn, SPEC.table_name)  # type: ignore[arg-type]
+    staging_state.set_staging_state(conn, SPEC.table_name, batch=MANIFEST.batch, mode=MANIFEST.mode, rows=MANIFEST.rows, source_clock_ts=MANIFEST.source_clock_ts)  # type: ignore[arg-type]
     runlog.write_log(conn, SPEC.table_name, "load_staging", "success", batch="b", mode="full",  # type: ignore[arg-type]
                      rows=10, duration=1.0)
     return render_log(log)
@@ -152,7 +156,7 @@ def staging_statements() -> str:
 def statements() -> dict[str, str]:
     ods_cols = [c.name for c in D.ods_columns(SPEC)]
     return {
-        "init": ";\nGO\n".join(D.init_statements()),
+        "init": ";\nGO\n".join(init_statements(D)),
         "create_staging": D.create_table_sql("stg", SPEC.sql_name, D.staging_columns(SPEC)),
         "create_ods": D.create_table_sql("ods", SPEC.sql_name, D.ods_columns(SPEC), SPEC.primary_key),
         "add_column": D.add_column_sql("ods", SPEC.sql_name, ColumnDef("new-col", D.column_type(STRING, 30))),
@@ -162,7 +166,7 @@ def statements() -> dict[str, str]:
         "count_staged": D.count_staged_sql(SPEC),
         "insert_staging_pyodbc": D.insert_staging_sql(SPEC, COLUMNS),
         "duplicate_keys": D.duplicate_keys_sql(SPEC),
-        "lock_staging_state": D.lock_staging_state_sql() or "",
+        "lock_staging_state": staging_state.read_sql(D, lock=True),
         "merge": D.merge_sql(SPEC),
         "soft_delete": D.soft_delete_sql(SPEC),
         "revive_deleted": D.revive_sql(SPEC),
@@ -170,7 +174,7 @@ def statements() -> dict[str, str]:
         "staging_state": staging_statements(),
         "merge_transaction_new_table": merge_transaction([]),
         "merge_transaction_drift": merge_transaction([c for c in ods_cols if c != "blob"]),
-        **{name: D.create_view_sql("etl", name, select) for name, select in D.monitoring_views().items()},
+        **{name: D.create_view_sql("etl", name, select) for name, select in monitoring_views(D).items()},
     }
 
 
@@ -297,7 +301,7 @@ def test_ddl_is_idempotent_tsql() -> None:
 def test_scripts_in_sql_mssql_are_what_the_dialect_generates() -> None:
     generated = scripts()
     if UPDATE:
-        from cbm_luigi.destinations.mssql import write_scripts
+        from cbm_luigi.store.mssql_scripts import write_scripts
 
         write_scripts(SCRIPTS)
     committed = sorted(p.name for p in SCRIPTS.glob("*.sql"))

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from cbm_luigi.config import default_batch, load_settings, redact, validate_batch
+from cbm_luigi.config.secrets import redact
+from cbm_luigi.config.settings import load_settings
 from cbm_luigi.errors import ConfigError, MetadataError
-from cbm_luigi.metadata import default_priority, parse_lookback
-from cbm_luigi.naming import assign_safe_names, match_name, sql_safe
-from cbm_luigi.tasks.common import clear_caches
+from cbm_luigi.model.batch import default_batch, validate_batch
+from cbm_luigi.model.naming import assign_safe_names, match_name, sql_safe
+from cbm_luigi.model.specs import default_priority, parse_lookback
+from cbm_luigi.tasks.context import clear_caches
 
 
 def test_sql_safe_replaces_progress_characters() -> None:

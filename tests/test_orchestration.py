@@ -18,17 +18,19 @@ import pytest
 from conftest import build, configure
 from helpers import log_rows, ods_rows, pg_source_rows, register_demo_tables
 
-from cbm_luigi import demo_data, runlog
 from cbm_luigi.cli import main
+from cbm_luigi.config.logs import start_run_log, stop_run_log
+from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
+from cbm_luigi.destinations.locking import set_lock_timeout
 from cbm_luigi.errors import MetadataError, SourceError, TransientSourceError, TransientTargetError
-from cbm_luigi.locking import set_lock_timeout
-from cbm_luigi.logs import start_run_log, stop_run_log
-from cbm_luigi.metadata import MetadataStore
-from cbm_luigi.orchestration import build_plan, find_cycle
-from cbm_luigi.retry import RetryPolicy, call_with_retry, is_transient
-from cbm_luigi.tasks import LoadAll
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.model.plan import build_plan, find_cycle
+from cbm_luigi.pipeline.retry import RetryPolicy, call_with_retry, is_transient
+from cbm_luigi.store import runlog
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.store.schema import init_db
+from cbm_luigi.tasks.context import clear_caches, settings
+from cbm_luigi.tasks.wrappers import LoadAll
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = [t.name for t in demo_data.DEMO_TABLES]  # client, produit: critical; fournis, lignecli: high; hisprixa
@@ -201,7 +203,7 @@ def test_dependencies_and_tiers_are_honoured_with_two_workers(pg_source, tmp_pat
 def seed_tables(url: str, names: list[str], inactive: tuple[str, ...] = ()) -> MetadataStore:
     """Register tables straight in config.ETL_Tables (the plan needs no columns)."""
     t = open_target(url)
-    t.init_db()
+    init_db(t)
     d = t.dialect
     with t.begin() as conn:
         for n in names:

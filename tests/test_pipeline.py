@@ -9,11 +9,11 @@ import pytest
 from conftest import build, configure
 from helpers import log_rows, ods_rows, pg_source_rows, register_demo_tables
 
-from cbm_luigi import demo_data
+from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
-from cbm_luigi.metadata import MetadataStore
-from cbm_luigi.tasks import LoadAll, LoadTable
-from cbm_luigi.tasks.common import settings
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.tasks.context import settings
+from cbm_luigi.tasks.wrappers import LoadAll, LoadTable
 
 pytestmark = [pytest.mark.postgres, pytest.mark.odbc]
 TABLES = [t.name for t in demo_data.DEMO_TABLES]
@@ -101,7 +101,7 @@ def test_duplicate_keys_stop_the_table_before_the_merge(pg_source, target_url, m
     before = ods_rows("lignecli")
     # a wrong key: num_cde alone repeats across order lines
     store.register_table("lignecli", primary_key=["num_cde"], date_modif_col="dat_mod", lookback="12h")
-    from cbm_luigi.tasks.common import clear_caches
+    from cbm_luigi.tasks.context import clear_caches
 
     clear_caches()
     result = build(LoadTable(table="lignecli", mode="full", batch="b2"))
@@ -116,7 +116,7 @@ def test_duplicate_keys_stop_the_table_before_the_merge(pg_source, target_url, m
 
 def test_merge_after_staging_was_overwritten_reloads_its_own_batch(pg_source, tmp_path, monkeypatch):
     """Crash between steps: staging of b1 replaced by b2; merging b1 must not merge b2's rows."""
-    from cbm_luigi.tasks import LoadStaging
+    from cbm_luigi.tasks.table import LoadStaging
 
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema,
               target=f"duckdb:///{tmp_path / 'ods.duckdb'}")

@@ -7,7 +7,7 @@ from conftest import build, configure
 from helpers import log_rows, register_demo_tables
 
 from cbm_luigi.cli import main
-from cbm_luigi.tasks import LoadTable
+from cbm_luigi.tasks.wrappers import LoadTable
 
 pytestmark = [pytest.mark.postgres, pytest.mark.odbc]
 

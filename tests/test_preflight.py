@@ -16,7 +16,7 @@ from conftest import configure, pg_params
 from helpers import register_demo_tables
 from test_alerts import Recorder, closed_port
 
-from cbm_luigi.preflight import FAIL, OK, WARN, Check, Preflight, odbc_driver_name
+from cbm_luigi.ops.preflight import FAIL, OK, WARN, Check, Preflight, odbc_driver_name
 
 pytestmark = [pytest.mark.postgres, pytest.mark.odbc]
 

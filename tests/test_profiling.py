@@ -14,13 +14,14 @@ from datetime import datetime
 import pytest
 from conftest import build, configure
 
-from cbm_luigi import profiling
 from cbm_luigi.cli import main
 from cbm_luigi.commands.setup import sync_tables
 from cbm_luigi.destinations import open_target
-from cbm_luigi.metadata import MetadataStore
-from cbm_luigi.tasks import LoadTable
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.ops import profiling
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.store.schema import init_db
+from cbm_luigi.tasks.context import clear_caches, settings
+from cbm_luigi.tasks.wrappers import LoadTable
 
 # 10 rows.  "lib": 2 NULL, 2 empty ('' and blanks), 7 distinct, longest 10 of width 10 (near the width);
 # "vide": all NULL; "blanc": only '' / NULL; "devise": constant; "code-4": one value of 6 > width 4 (overflow);
@@ -51,7 +52,7 @@ def article(tmp_path, monkeypatch, target_url):
     configure(monkeypatch, source=f"sqlite:///{db}", flavor="sqlite", schema="PUB", target=target_url)
     monkeypatch.setenv("CBM_REPORTS_DIR", str(tmp_path / "reports"))
     target = open_target(settings().target)
-    target.init_db()
+    init_db(target)
     sync_tables(["article"])
     store = MetadataStore(target)
     store.register_table("article", primary_key=["cod-art"], date_modif_col="dat_mod", precision="date",

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cbm_luigi.metadata import DATE, DECIMAL, INTEGER, STRING, TIMESTAMP, ColumnSpec, TableSpec
-from cbm_luigi.sources.flavors import ProgressFlavor, Window, incremental_window
+from cbm_luigi.model.specs import ColumnSpec, TableSpec
+from cbm_luigi.model.types import DATE, DECIMAL, INTEGER, STRING, TIMESTAMP
+from cbm_luigi.pipeline.sources.flavors import ProgressFlavor, Window, incremental_window
 
 GOLDEN = Path(__file__).parent / "golden" / "progress"
 FLAVOR = ProgressFlavor()

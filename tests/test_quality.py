@@ -16,14 +16,16 @@ import pytest
 from conftest import build, configure
 from helpers import log_rows, ods_rows, register_demo_tables
 
-from cbm_luigi import demo_data, quality
 from cbm_luigi.cli import main
+from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
 from cbm_luigi.errors import ConfigError
-from cbm_luigi.extract import Manifest
-from cbm_luigi.metadata import ColumnSpec, MetadataStore, TableSpec
-from cbm_luigi.tasks import LoadTable
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.model.specs import ColumnSpec, TableSpec
+from cbm_luigi.ops import quality
+from cbm_luigi.pipeline.extract import Manifest
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.tasks.context import clear_caches, settings
+from cbm_luigi.tasks.wrappers import LoadTable
 
 SPEC = TableSpec(
     table_name="produit", sql_name="produit", destination_table="ods.produit", primary_key=("cod_pro",),

@@ -23,8 +23,8 @@ import pytest
 from conftest import configure
 from helpers import ods_rows, pg_source_rows, register_demo_tables
 
-from cbm_luigi import demo_data
-from cbm_luigi.tasks.common import clear_caches
+from cbm_luigi.demo import data as demo_data
+from cbm_luigi.tasks.context import clear_caches
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"

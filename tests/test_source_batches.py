@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cbm_luigi.errors import SourceError
-from cbm_luigi.sources import conform_batch
+from cbm_luigi.pipeline.sources import conform_batch
 
 
 def _batch(arr: pa.Array, typ: pa.DataType) -> tuple[pa.RecordBatch, pa.Schema]:

@@ -12,8 +12,8 @@ import pytest
 from conftest import build, configure, unavailable
 from helpers import norm, ods_rows, register_demo_tables, spec_of
 
-from cbm_luigi import demo_data
-from cbm_luigi.tasks import LoadAll
+from cbm_luigi.demo import data as demo_data
+from cbm_luigi.tasks.wrappers import LoadAll
 
 TABLES = [t.name for t in demo_data.DEMO_TABLES]
 

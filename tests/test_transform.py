@@ -1,4 +1,4 @@
-"""Tests for cbm_luigi.transform: canonical text, hashdiff, cleaning rules and technical columns."""
+"""Tests for cbm_luigi.pipeline.transform: canonical text, hashdiff, cleaning rules and technical columns."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from cbm_luigi import transform
-from cbm_luigi.transform import (
+from cbm_luigi.pipeline import transform
+from cbm_luigi.pipeline.transform import (
     HASHDIFF_LENGTH,
     TECHNICAL_COLUMNS,
     CleaningStats,

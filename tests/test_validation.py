@@ -14,12 +14,13 @@ import pytest
 from conftest import build, configure
 from helpers import register_demo_tables
 
-from cbm_luigi import demo_data, validation
 from cbm_luigi.cli import main
+from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
-from cbm_luigi.metadata import MetadataStore
-from cbm_luigi.tasks import LoadTable
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.ops import validation
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.tasks.context import clear_caches, settings
+from cbm_luigi.tasks.wrappers import LoadTable
 
 
 def validation_log() -> list[dict]:

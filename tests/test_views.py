@@ -13,7 +13,8 @@ from conftest import configure
 from cbm_luigi.cli import main
 from cbm_luigi.commands.status import read_view
 from cbm_luigi.destinations import open_target
-from cbm_luigi.tasks.common import settings
+from cbm_luigi.store.schema import init_db, init_statements
+from cbm_luigi.tasks.context import settings
 
 NOW = datetime.now().replace(microsecond=0)
 STEPS = ("extract", "transform", "load_staging", "merge_ods")
@@ -24,7 +25,7 @@ def view_target(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> str:
     url = f"duckdb:///{tmp_path / 'ods.duckdb'}" if request.param == "duckdb" else \
         str(request.getfixturevalue("pg_database"))
     configure(monkeypatch, source="sqlite:///unused.sqlite", flavor="sqlite", schema="PUB", target=url)
-    open_target(url).init_db()
+    init_db(open_target(url))
     return url
 
 
@@ -177,7 +178,7 @@ def test_status_without_views_says_how_to_fix(tmp_path, monkeypatch, capsys):
     configure(monkeypatch, source="sqlite:///unused.sqlite", flavor="sqlite", schema="PUB", target=url)
     t = open_target(url)
     with t.begin() as conn:
-        for sql in t.dialect.init_statements():
+        for sql in init_statements(t.dialect):
             conn.execute(sql)
     assert main(["status"]) == 2
     assert "run cbm-etl init-db" in capsys.readouterr().err

@@ -16,14 +16,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cbm_luigi import demo_data, runlog
 from cbm_luigi.commands.run import build, run_summary
 from cbm_luigi.commands.setup import print_table, sync_tables
+from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
-from cbm_luigi.destinations.base import Target
-from cbm_luigi.metadata import ETL_LOG, MetadataStore
-from cbm_luigi.tasks import LoadAll
-from cbm_luigi.tasks.common import clear_caches, settings
+from cbm_luigi.destinations.client import Target
+from cbm_luigi.store import runlog
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.store.schema import ETL_LOG, init_db
+from cbm_luigi.tasks.context import clear_caches, settings
+from cbm_luigi.tasks.wrappers import LoadAll
 
 
 def add_parser(sub: Any) -> None:
@@ -72,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"demo source {base / 'erp.sqlite'}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
 
     target = open_target(settings().target)
-    target.init_db()
+    init_db(target)
     for report in sync_tables([t.name for t in demo_data.DEMO_TABLES]):
         print("  " + report.describe())
     store = MetadataStore(target)

@@ -16,7 +16,8 @@ from typing import Any
 
 from cbm_luigi.commands.setup import print_table
 from cbm_luigi.errors import MetadataError
-from cbm_luigi.orchestration import build_plan, describe_cycle, find_cycle, read_plan_rows, truthy
+from cbm_luigi.model.plan import build_plan, describe_cycle, find_cycle, truthy
+from cbm_luigi.store.config_tables import read_plan_rows
 
 
 def add_parser(sub: Any) -> None:
@@ -29,9 +30,16 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_depends(args: argparse.Namespace) -> int:
-    from cbm_luigi.destinations import open_target
-    from cbm_luigi.metadata import MetadataStore
-    from cbm_luigi.tasks.common import clear_caches, settings
+    from cbm_luigi.destinations import (
+        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.store.config_tables import (
+        MetadataStore,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.tasks.context import (  # deferred: start-up time (cbm-etl --help imports every command module)
+        clear_caches,
+        settings,
+    )
 
     target = open_target(settings().target)
     store = MetadataStore(target)

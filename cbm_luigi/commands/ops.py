@@ -15,6 +15,7 @@ import argparse
 from typing import Any
 
 from cbm_luigi.commands.setup import print_table
+from cbm_luigi.store.schema import has_metadata
 
 
 def add_parser(sub: Any) -> None:
@@ -46,7 +47,11 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from cbm_luigi.preflight import FAIL, WARN, Preflight
+    from cbm_luigi.ops.preflight import (  # deferred: start-up time (cbm-etl --help imports every command module)
+        FAIL,
+        WARN,
+        Preflight,
+    )
 
     pf = Preflight(timeout=args.timeout, min_free_gb=args.min_free_gb, scheduler_url=args.scheduler_url)
     checks = pf.run(args.tables)
@@ -63,10 +68,18 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from cbm_luigi.alerts import load_alert_settings
-    from cbm_luigi.config import load_settings
-    from cbm_luigi.destinations import open_target
-    from cbm_luigi.health import HealthCheck
+    from cbm_luigi.alerts.notify import (
+        load_alert_settings,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.config.settings import (
+        load_settings,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.destinations import (
+        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.ops.health import (
+        HealthCheck,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
 
     target = open_target(load_settings().target)
     report = HealthCheck(target, load_alert_settings()).run(send=not args.no_send, force_summary=args.force_summary)
@@ -91,9 +104,15 @@ def _size(n: int) -> str:
 
 
 def cmd_cleanup_cache(args: argparse.Namespace) -> int:
-    from cbm_luigi.cache import cleanup_cache
-    from cbm_luigi.config import load_settings
-    from cbm_luigi.destinations import open_target
+    from cbm_luigi.config.settings import (
+        load_settings,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.destinations import (
+        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.ops.cache import (
+        cleanup_cache,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
 
     if args.days < 0:
         raise SystemExit("cbm-etl cleanup-cache: --days must be 0 or more")
@@ -116,14 +135,20 @@ def cmd_cleanup_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_test_alert(args: argparse.Namespace) -> int:
-    from cbm_luigi.alerts import send_test_alert
-    from cbm_luigi.config import load_settings
-    from cbm_luigi.destinations import open_target
+    from cbm_luigi.alerts.notify import (
+        send_test_alert,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.config.settings import (
+        load_settings,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.destinations import (
+        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
 
     target = None
     try:
         t = open_target(load_settings().target)
-        if t.has_metadata():
+        if has_metadata(t):
             target = t
     except Exception:  # noqa: BLE001 - the test alert does not need the target; it is only recorded when reachable
         target = None

@@ -11,7 +11,7 @@ from typing import Any
 
 import luigi
 
-from cbm_luigi.tasks import LoadAll, LoadTable
+from cbm_luigi.tasks.wrappers import LoadAll, LoadTable
 
 
 def add_parser(sub: Any) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cbm_luigi import profiling, quality, validation
 from cbm_luigi.commands.setup import print_table
-from cbm_luigi.config import load_settings
+from cbm_luigi.config.settings import load_settings
 from cbm_luigi.destinations import open_target
 from cbm_luigi.errors import ConfigError
-from cbm_luigi.metadata import MetadataStore
-from cbm_luigi.tasks.common import clear_caches
+from cbm_luigi.ops import profiling, quality, validation
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.tasks.context import clear_caches
 
 
 def add_parser(sub: Any) -> None:
@@ -100,7 +100,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_dq(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from pathlib import Path  # deferred: start-up time (cbm-etl --help imports every command module)
 
     s = load_settings()
     target = open_target(s.target)

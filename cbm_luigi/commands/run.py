@@ -18,12 +18,12 @@ from typing import Any
 
 import luigi
 
-from cbm_luigi import runlog
 from cbm_luigi.destinations import open_target
-from cbm_luigi.metadata import ETL_LOG
-from cbm_luigi.orchestration import Outcome, Plan, current_plan, table_outcomes
-from cbm_luigi.tasks import LoadAll, LoadTable
-from cbm_luigi.tasks.common import canonical_table, settings
+from cbm_luigi.model.plan import Outcome, Plan, table_outcomes
+from cbm_luigi.store import runlog
+from cbm_luigi.store.schema import ETL_LOG
+from cbm_luigi.tasks.context import canonical_table, current_plan, settings
+from cbm_luigi.tasks.wrappers import LoadAll, LoadTable
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ def outcomes_of_run(plan: Plan, tables: list[str], batch: str, *, continue_on_er
 def print_outcomes(plan: Plan, tables: list[str], batch: str, *, continue_on_error: bool,
                    gate: bool = True) -> list[Outcome] | None:
     """Print (and log) the run summary; None when the target cannot be read (Luigi's summary said why)."""
-    from cbm_luigi.commands.setup import print_table
+    from cbm_luigi.commands.setup import (
+        print_table,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
 
     try:
         outcomes = outcomes_of_run(plan, tables, batch, continue_on_error=continue_on_error, gate=gate)
@@ -156,7 +158,9 @@ def run_summary(run_id: str) -> list[tuple[Any, ...]]:
 
 
 def print_run_summary(run_id: str) -> None:
-    from cbm_luigi.commands.setup import print_table
+    from cbm_luigi.commands.setup import (
+        print_table,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
 
     try:
         rows = run_summary(run_id)

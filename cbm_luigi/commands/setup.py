@@ -6,13 +6,16 @@ import argparse
 import contextlib
 from typing import Any
 
-from cbm_luigi.config import load_settings, redact
+from cbm_luigi.config.secrets import redact
+from cbm_luigi.config.settings import load_settings
 from cbm_luigi.destinations import open_target
 from cbm_luigi.errors import MetadataError
-from cbm_luigi.metadata import PRECISIONS, PRIORITIES, MetadataStore, SyncReport
-from cbm_luigi.naming import match_name
-from cbm_luigi.sources import Source, open_source
-from cbm_luigi.tasks.common import clear_caches
+from cbm_luigi.model.naming import match_name
+from cbm_luigi.model.specs import PRECISIONS, PRIORITIES, SyncReport
+from cbm_luigi.pipeline.sources import Source, open_source
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.store.schema import has_metadata, init_db
+from cbm_luigi.tasks.context import clear_caches
 
 
 def add_parser(sub: Any) -> None:
@@ -49,7 +52,7 @@ def add_parser(sub: Any) -> None:
 def cmd_init_db(args: argparse.Namespace) -> int:
     s = load_settings()
     target = open_target(s.target)
-    done = target.init_db()
+    done = init_db(target)
     print(f"target {redact(s.target)}: ready ({', '.join(done)})")
     return 0
 
@@ -69,8 +72,8 @@ def source_table_name(source: Source, name: str) -> str:
 def sync_tables(names: list[str]) -> list[SyncReport]:
     s = load_settings()
     target = open_target(s.target)
-    if not target.has_metadata():
-        target.init_db()
+    if not has_metadata(target):
+        init_db(target)
     store = MetadataStore(target)
     reports = []
     with open_source(s) as source:

@@ -65,8 +65,12 @@ def _cell(value: Any) -> Any:
 
 def read_view(view: str, table: str | None = None) -> list[dict[str, Any]]:
     """Rows of one monitoring view (``last``, ``performance`` or ``sla``) as dicts, by table name."""
-    from cbm_luigi.destinations import open_target
-    from cbm_luigi.tasks.common import settings
+    from cbm_luigi.destinations import (
+        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.tasks.context import (
+        settings,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
 
     target = open_target(settings().target)
     d = target.dialect
@@ -86,10 +90,18 @@ def read_view(view: str, table: str | None = None) -> list[dict[str, Any]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from cbm_luigi.destinations import open_target
-    from cbm_luigi.locking import set_lock_timeout
-    from cbm_luigi.metadata import MetadataStore
-    from cbm_luigi.tasks.common import settings
+    from cbm_luigi.destinations import (
+        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.destinations.locking import (
+        set_lock_timeout,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.store.config_tables import (
+        MetadataStore,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
+    from cbm_luigi.tasks.context import (
+        settings,  # deferred: start-up time (cbm-etl --help imports every command module)
+    )
 
     set_lock_timeout(args.wait)
     try:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from cbm_luigi.config import redact
-from cbm_luigi.destinations.base import Dialect, Target
+from cbm_luigi.config.secrets import redact
+from cbm_luigi.destinations.client import Target
+from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.destinations.duckdb import DuckDBDialect
 from cbm_luigi.destinations.mssql import MssqlDialect
 from cbm_luigi.destinations.postgresql import PostgresDialect

@@ -13,18 +13,20 @@ from typing import ClassVar
 
 import sqlalchemy as sa
 
-from cbm_luigi.destinations.base import (
+from cbm_luigi.destinations.client import Connection
+from cbm_luigi.destinations.dialect import Dialect, MergeCounts
+from cbm_luigi.errors import TargetError
+from cbm_luigi.model.specs import TableSpec
+from cbm_luigi.model.types import (
+    BINARY,
     ETL_BATCH,
     ETL_DELETED,
+    FLOAT,
     HASHDIFF,
     LOAD_TS,
+    TIMESTAMP_TZ,
     TS_SOURCE,
-    Connection,
-    Dialect,
-    MergeCounts,
 )
-from cbm_luigi.errors import TargetError
-from cbm_luigi.metadata import BINARY, FLOAT, TIMESTAMP_TZ, TableSpec
 
 
 class DuckDBDialect(Dialect):

@@ -46,37 +46,31 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from cbm_luigi.destinations.base import (
-    ETL_BATCH,
-    ETL_DELETED,
-    HASHDIFF,
-    LOAD_TS,
-    TS_SOURCE,
-    ColumnDef,
-    Connection,
-    Dialect,
-    MergeCounts,
-)
+from cbm_luigi.destinations.client import Connection
+from cbm_luigi.destinations.ddl import ColumnDef
+from cbm_luigi.destinations.dialect import Dialect, MergeCounts
 from cbm_luigi.errors import CbmError, ConfigError, DataError, TargetError, TransientTargetError
-from cbm_luigi.metadata import (
+from cbm_luigi.model.specs import TableSpec
+from cbm_luigi.model.types import (
     BIGINT,
     BINARY,
     BOOLEAN,
     DATE,
     DECIMAL,
+    ETL_BATCH,
+    ETL_DELETED,
     FLOAT,
+    HASHDIFF,
     INTEGER,
-    METADATA_TABLES,
-    SCHEMAS,
+    LOAD_TS,
     STRING,
     TIMESTAMP,
     TIMESTAMP_TZ,
-    MetaTable,
-    TableSpec,
+    TS_SOURCE,
 )
 
 if TYPE_CHECKING:
-    from cbm_luigi.destinations.base import Target
+    from cbm_luigi.destinations.client import Target
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +149,7 @@ class MssqlDialect(Dialect):
             )
         if driver == "mssqlpython":
             try:
-                import sqlalchemy.dialects.mssql.mssqlpython  # noqa: F401 - the dialect arrived in SQLAlchemy 2.1
+                import sqlalchemy.dialects.mssql.mssqlpython  # noqa: F401  # deferred: optional SQL Server driver
             except ImportError as exc:
                 raise ConfigError(
                     f"CBM_TARGET mssql+mssqlpython needs SQLAlchemy >= 2.1 (installed: {sa.__version__}): "
@@ -269,7 +263,7 @@ class MssqlDialect(Dialect):
                 f"WHERE o.{d} IS NOT NULL AND EXISTS (SELECT 1 FROM {self.qualified('stg', spec.sql_name)} AS s "
                 f"WHERE {self._key_join(spec, 's', 'o')})")
 
-    # -- monitoring views: the shared definitions of Dialect.monitoring_views(), with T-SQL time functions -------
+    # -- monitoring views: the shared definitions of monitoring_views(Dialect), with T-SQL time functions -------
     def now_sql(self) -> str:
         return "SYSDATETIME()"
 
@@ -388,7 +382,7 @@ class MssqlDialect(Dialect):
         try:
             cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
             if not hasattr(cursor, "bulkcopy_arrow"):
-                import mssql_python
+                import mssql_python  # deferred: SQL Server driver, loaded only for an mssql+mssqlpython target
 
                 raise ConfigError(
                     f"mssql-python {getattr(mssql_python, '__version__', '?')} has no bulkcopy_arrow: "
@@ -472,9 +466,8 @@ class MssqlDialect(Dialect):
             )
         return MergeCounts(staged=staged, inserted=inserted, updated=updated)
 
-    def lock_staging_state_sql(self) -> str | None:
-        return ("SELECT [Batch], [Mode], [RowsStaged], [SourceClockTs] FROM [etl].[ETL_StagingState] "
-                "WITH (UPDLOCK, HOLDLOCK) WHERE [TableName] = :t")
+    def row_lock_clauses(self) -> tuple[str, str]:
+        return " WITH (UPDLOCK, HOLDLOCK)", ""
 
     # -- errors -----------------------------------------------------------------------------------------------
     def is_transient(self, exc: BaseException) -> bool:
@@ -566,7 +559,7 @@ def _input_size(sql_type: str) -> tuple[int, int, int]:
     (max) columns get size 0, which pyodbc sends as data-at-execution; datetimeoffset values are sent as UTC
     datetime2 (the server gives them offset +00:00).
     """
-    import pyodbc
+    import pyodbc  # deferred: the ODBC driver manager loads only where ODBC is used
 
     m = re.fullmatch(r"(n?)(var)?(char|binary)\((\d+|max)\)", sql_type)
     if m:
@@ -658,42 +651,4 @@ def role_statements(role: str = ROLE, deploy_role: str = DEPLOY_ROLE) -> list[st
     ]
     return out
 
-
-def scripts() -> dict[str, str]:
-    """The numbered, idempotent DBA scripts of sql/mssql/, generated from the dialect (apply in name order)."""
-    d = MssqlDialect()
-
-    def meta(m: MetaTable) -> str:
-        cols = [ColumnDef(c.name, d.column_type(c.logical_type, c.width, c.precision, c.scale), c.nullable)
-                for c in m.columns]
-        return d.create_table_sql(m.schema, m.name, cols, m.primary_key)
-
-    def script(title: str, statements: Sequence[str]) -> str:
-        head = (f"-- {title}\n-- Generated from cbm_luigi/destinations/mssql.py (CBM_UPDATE_GOLDEN=1 python -m pytest "
-                "tests/test_mssql_sql.py); do not edit by hand.\n-- Idempotent: safe to run again. Run with "
-                "sqlcmd -b -i <file> or in SSMS (GO separates the batches).\n\n")
-        return head + "".join(f"{s};\nGO\n\n" for s in statements).rstrip("\n") + "\n"
-
-    return {
-        "01_schemas.sql": script("Schemas: config (metadata), etl (run log), stg (staging), ods (the copy).",
-                                 [d.create_schema_sql(s) for s in SCHEMAS]),
-        "02_config_tables.sql": script("config tables: which tables to load, their columns and dependencies.",
-                                       [meta(m) for m in METADATA_TABLES if m.schema == "config"]),
-        "03_etl_tables.sql": script("etl tables: run log, markers, staging state, alerts, validation, quality.",
-                                    [meta(m) for m in METADATA_TABLES if m.schema == "etl"]),
-        "04_views.sql": script("Monitoring views: etl.vw_LastRuns, etl.vw_TablePerformance, etl.vw_SLABreach.",
-                               d.view_statements()),
-        "05_roles.sql": script(f"Least-privilege roles: {ROLE} (nightly loads) and {DEPLOY_ROLE} (also init-db). "
-                               "See sql/mssql/README.md.", role_statements()),
-    }
-
-
-def write_scripts(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in scripts().items():
-        path = directory / name
-        path.write_text(text, encoding="utf-8", newline="\n")
-        written.append(path)
-    return written
 

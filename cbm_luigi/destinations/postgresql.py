@@ -17,8 +17,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from cbm_luigi.destinations.base import ColumnDef, Connection, Dialect
-from cbm_luigi.metadata import TableSpec
+from cbm_luigi.destinations.client import Connection
+from cbm_luigi.destinations.ddl import ColumnDef
+from cbm_luigi.destinations.dialect import Dialect
+from cbm_luigi.model.binary import hex_text
+from cbm_luigi.model.specs import TableSpec
 
 #: rows wider than this are toasted; 8160 is the largest value PostgreSQL accepts (a heap page holds one such row)
 TOAST_TUPLE_TARGET = 8160
@@ -69,9 +72,8 @@ class PostgresDialect(Dialect):
             raise
         return stream.close()
 
-    def lock_staging_state_sql(self) -> str | None:
-        return ('SELECT "Batch", "Mode", "RowsStaged", "SourceClockTs" FROM "etl"."ETL_StagingState" '
-                'WHERE "TableName" = :t FOR UPDATE')
+    def row_lock_clauses(self) -> tuple[str, str]:
+        return "", " FOR UPDATE"
 
     def is_transient(self, exc: BaseException) -> bool:
         orig = getattr(exc, "orig", exc)
@@ -90,7 +92,9 @@ class CopyStream:
     """
 
     def __init__(self, conn: Connection, sql: str, columns: list[str]) -> None:
-        from psycopg.copy import QueuedLibpqWriter
+        from psycopg.copy import (
+            QueuedLibpqWriter,  # deferred: PostgreSQL driver, loaded only for a PostgreSQL target
+        )
 
         self.columns = columns
         self.rows = 0
@@ -129,12 +133,10 @@ def _bytea_as_hex(batch: pa.RecordBatch) -> pa.RecordBatch:
     """COPY CSV reads bytea as ``\\x`` + hex; Arrow writes raw bytes, so convert binary columns first."""
     if not any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in batch.schema):
         return batch
-    from cbm_luigi.transform import canonical_text  # lowercase hex for binary values
-
     arrays = []
     for arr, f in zip(batch.columns, batch.schema, strict=True):
         if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
-            hexed = pc.binary_join_element_wise(pa.scalar("\\x"), pc.cast(canonical_text(arr), pa.string()), "")
+            hexed = pc.binary_join_element_wise(pa.scalar("\\x"), pc.cast(hex_text(arr), pa.string()), "")
             arrays.append(hexed)
         else:
             arrays.append(arr)

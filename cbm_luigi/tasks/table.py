@@ -9,29 +9,31 @@ from typing import Any
 
 import luigi
 
-from cbm_luigi import runlog
-from cbm_luigi.destinations.base import MergeCounts
+from cbm_luigi.alerts.notify import notify_failure
+from cbm_luigi.config.options import cbm_option
+from cbm_luigi.destinations.dialect import MergeCounts
 from cbm_luigi.errors import CbmError
-from cbm_luigi.extract import MANIFEST, Manifest, extract_dir, extract_to_parquet
-from cbm_luigi.load import merge, stage, staging_while_extracting
-from cbm_luigi.metadata import MetadataStore, TableSpec
-from cbm_luigi.orchestration import cbm_option, current_plan
-from cbm_luigi.quality import check_before_merge
-from cbm_luigi.retry import SourceBreaker, call_with_retry, is_transient, probe_source
-from cbm_luigi.sources import open_source
-from cbm_luigi.sources.flavors import incremental_window
-from cbm_luigi.tasks.common import (
-    MODES,
-    PRIORITY_VALUES,
-    BatchParameter,
-    MarkerTarget,
-    StagingTarget,
+from cbm_luigi.model.plan import TIER_PRIORITY
+from cbm_luigi.model.specs import TableSpec
+from cbm_luigi.ops.quality import check_before_merge
+from cbm_luigi.pipeline.extract import MANIFEST, Manifest, extract_dir, extract_to_parquet
+from cbm_luigi.pipeline.merge import merge
+from cbm_luigi.pipeline.retry import SourceBreaker, call_with_retry, is_transient, probe_source
+from cbm_luigi.pipeline.sources import open_source
+from cbm_luigi.pipeline.sources.flavors import incremental_window
+from cbm_luigi.pipeline.stage import stage, staging_while_extracting
+from cbm_luigi.store import runlog
+from cbm_luigi.store.config_tables import MetadataStore
+from cbm_luigi.tasks.context import (
     canonical_table,
+    current_plan,
     settings,
     table_spec,
     target,
     writer_resources,
 )
+from cbm_luigi.tasks.params import MODES, BatchParameter
+from cbm_luigi.tasks.targets import MarkerTarget, StagingTarget
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,6 @@ def _log_failure(task: TableStep, exc: BaseException) -> None:
     runlog.write_log_now(target(), table, task.step_name, "failed", batch=task.batch, mode=task.mode,
                          error=error)
     try:
-        from cbm_luigi.alerts import notify_failure
-
         try:
             rows: int | None = task.manifest().rows
         except Exception:  # noqa: BLE001 - no extract yet
@@ -116,8 +116,6 @@ class ExtractParquet(TableStep):
     def requires(self) -> list[luigi.Task]:
         if not self.after_critical:
             return []
-        from cbm_luigi.tasks.wrappers import CriticalGate
-
         return [CriticalGate(mode=self.mode, batch=self.batch)]
 
     def output(self) -> luigi.LocalTarget:
@@ -260,7 +258,7 @@ class MergeOds(TableStep):
     @property
     def priority(self) -> int:  # type: ignore[override]
         try:
-            return PRIORITY_VALUES[self.spec.priority]
+            return TIER_PRIORITY[self.spec.priority]
         except Exception:  # noqa: BLE001 - an unknown table fails in run(), with its message
             return 0
 
@@ -309,3 +307,15 @@ class MergeOds(TableStep):
             f"{self.spec.table_name}: {counts.inserted} inserted, {counts.updated} updated, "
             f"{counts.unchanged} unchanged"
         )
+
+
+class CriticalGate(luigi.WrapperTask):
+    """Complete when every critical table of the batch is merged.  The other tables' extracts wait for it."""
+
+    mode = luigi.ChoiceParameter(choices=MODES, default="incremental")
+    batch = BatchParameter(default="")
+    priority = TIER_PRIORITY["critical"]
+
+    def requires(self) -> list[MergeOds]:
+        plan = current_plan(settings().target)
+        return [MergeOds(table=t, mode=self.mode, batch=self.batch) for t in plan.critical]

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import luigi
 
-from cbm_luigi.orchestration import TIER_PRIORITY, current_plan
-from cbm_luigi.tasks.common import MODES, BatchParameter, canonical_table, settings
-from cbm_luigi.tasks.table import MergeOds
+from cbm_luigi.tasks.context import canonical_table, current_plan, settings
+from cbm_luigi.tasks.params import MODES, BatchParameter
+from cbm_luigi.tasks.table import CriticalGate, MergeOds
 
 
 class LoadTable(luigi.WrapperTask):
@@ -29,18 +29,6 @@ class LoadTable(luigi.WrapperTask):
 
     def requires(self) -> MergeOds:
         return MergeOds(table=canonical_table(settings().target, self.table), mode=self.mode, batch=self.batch)
-
-
-class CriticalGate(luigi.WrapperTask):
-    """Complete when every critical table of the batch is merged.  The other tables' extracts wait for it."""
-
-    mode = luigi.ChoiceParameter(choices=MODES, default="incremental")
-    batch = BatchParameter(default="")
-    priority = TIER_PRIORITY["critical"]
-
-    def requires(self) -> list[MergeOds]:
-        plan = current_plan(settings().target)
-        return [MergeOds(table=t, mode=self.mode, batch=self.batch) for t in plan.critical]
 
 
 class LoadAll(luigi.WrapperTask):

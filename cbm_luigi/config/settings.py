@@ -1,0 +1,166 @@
+"""Settings: ``luigi.cfg`` section ``[cbm]``, ``.env`` and the environment (the environment wins).
+
+=====================  ===========================  ==============================================
+environment            luigi.cfg ``[cbm]``           meaning
+=====================  ===========================  ==============================================
+CBM_SOURCE             source                       ODBC connection string (or ``sqlite:///file``)
+CBM_SOURCE_FLAVOR      source_flavor                progress (default) | postgresql | sqlite
+CBM_SOURCE_SCHEMA      source_schema                source schema, default ``PUB``
+CBM_TARGET             target                       SQLAlchemy URL, default ``duckdb:///data/ods.duckdb``
+CBM_CACHE_DIR          cache_dir                    parquet cache, default ``data/cache/parquet``
+CBM_LOG_DIR            log_dir                      run logs, default ``data/logs``
+CBM_BATCH_GRANULARITY  batch_granularity            day (default) | hour: the default ``--batch``
+CBM_EXTRACT_BATCH_ROWS extract_batch_rows           rows per Arrow record batch read from the source (at most)
+CBM_EXTRACT_BATCH_MB   extract_batch_mb             MiB of ODBC fetch buffers per batch (caps the rows of wide tables)
+CBM_TRANSFORM_WORKERS  transform_workers            threads hashing batches while the next ones are read
+CBM_STAGE_WHILE_EXTRACTING  stage_while_extracting  1: stream rows into staging during the extract (PostgreSQL)
+CBM_SOURCE_TIMEOUT     source_login_timeout         seconds to wait for a source connection
+=====================  ===========================  ==============================================
+
+Values may contain ``${NAME}``, expanded from the environment (so a password can stay in ``.env``):
+``CBM_TARGET='postgresql+psycopg://etl:${CBM_TARGET_PASSWORD}@host/ods'``.
+Secrets are never logged: use :func:`redact` before showing a connection string.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import luigi
+from dotenv import load_dotenv
+
+from cbm_luigi.errors import ConfigError
+
+FLAVORS = ("progress", "postgresql", "sqlite")
+GRANULARITIES = ("day", "hour")
+DEFAULT_TARGET = "duckdb:///data/ods.duckdb"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class cbm(luigi.Config):
+    """The ``[cbm]`` section of luigi.cfg (every option can be overridden by its CBM_* variable)."""
+
+    source = luigi.Parameter(default="")
+    source_flavor = luigi.Parameter(default="progress")
+    source_schema = luigi.Parameter(default="PUB")
+    target = luigi.Parameter(default=DEFAULT_TARGET)
+    cache_dir = luigi.Parameter(default="data/cache/parquet")
+    log_dir = luigi.Parameter(default="data/logs")
+    batch_granularity = luigi.Parameter(default="day")
+    extract_batch_rows = luigi.IntParameter(default=10_000)
+    extract_batch_mb = luigi.IntParameter(default=64)
+    transform_workers = luigi.IntParameter(default=2)
+    stage_while_extracting = luigi.BoolParameter(default=True)
+    rows_per_parquet_file = luigi.IntParameter(default=1_000_000)
+    source_login_timeout = luigi.IntParameter(default=30)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings, immutable.  Build with :func:`load_settings`."""
+
+    source: str
+    source_flavor: str
+    source_schema: str
+    target: str
+    cache_dir: Path
+    log_dir: Path
+    batch_granularity: str
+    extract_batch_rows: int
+    rows_per_parquet_file: int
+    source_login_timeout: int
+    # performance (docs/PERFORMANCE.md)
+    extract_batch_mb: int = 64
+    transform_workers: int = 2
+    stage_while_extracting: bool = True
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_dotenv_loaded = False
+
+
+def load_dotenv_once(path: str | os.PathLike[str] | None = None) -> None:
+    """Load ``.env`` (current directory) into the environment without overriding what is set."""
+    global _dotenv_loaded
+    if _dotenv_loaded and path is None:
+        return
+
+    load_dotenv(dotenv_path=path or Path.cwd() / ".env", override=False)
+    _dotenv_loaded = True
+
+
+def expand_env(value: str, setting: str) -> str:
+    """Expand ``${NAME}`` references from the environment; a missing one is a ConfigError naming it."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in os.environ:
+            raise ConfigError(
+                f"setting {setting} refers to ${{{name}}}, which is not set: "
+                f"export {name}=... or put it in .env"
+            )
+        return os.environ[name]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _pick(env_name: str, cfg_value: object) -> str:
+    raw = os.environ.get(env_name)
+    value = str(cfg_value) if raw is None or raw == "" else raw
+    return expand_env(value, env_name)
+
+
+def _as_int(env_name: str, cfg_value: object, minimum: int = 1) -> int:
+    text = _pick(env_name, cfg_value)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{env_name} must be a whole number, got {text!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{env_name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _as_bool(env_name: str, cfg_value: object) -> bool:
+    text = _pick(env_name, cfg_value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{env_name} must be true or false (1 / 0), got {text!r}")
+
+
+def load_settings() -> Settings:
+    """Read ``.env``, luigi.cfg ``[cbm]`` and the environment, validate, and return the settings."""
+    load_dotenv_once()
+    section = cbm()
+    flavor = _pick("CBM_SOURCE_FLAVOR", section.source_flavor).lower()
+    if flavor not in FLAVORS:
+        raise ConfigError(f"CBM_SOURCE_FLAVOR={flavor!r} is not supported; use one of {', '.join(FLAVORS)}")
+    granularity = _pick("CBM_BATCH_GRANULARITY", section.batch_granularity).lower()
+    if granularity not in GRANULARITIES:
+        raise ConfigError(
+            f"CBM_BATCH_GRANULARITY={granularity!r} is not supported; use one of {', '.join(GRANULARITIES)}"
+        )
+    return Settings(
+        source=_pick("CBM_SOURCE", section.source),
+        source_flavor=flavor,
+        source_schema=_pick("CBM_SOURCE_SCHEMA", section.source_schema),
+        target=_pick("CBM_TARGET", section.target),
+        cache_dir=Path(_pick("CBM_CACHE_DIR", section.cache_dir)),
+        log_dir=Path(_pick("CBM_LOG_DIR", section.log_dir)),
+        batch_granularity=granularity,
+        extract_batch_rows=_as_int("CBM_EXTRACT_BATCH_ROWS", section.extract_batch_rows),
+        rows_per_parquet_file=_as_int("CBM_ROWS_PER_PARQUET_FILE", section.rows_per_parquet_file),
+        source_login_timeout=_as_int("CBM_SOURCE_TIMEOUT", section.source_login_timeout),
+        extract_batch_mb=_as_int("CBM_EXTRACT_BATCH_MB", section.extract_batch_mb),
+        transform_workers=_as_int("CBM_TRANSFORM_WORKERS", section.transform_workers),
+        stage_while_extracting=_as_bool("CBM_STAGE_WHILE_EXTRACTING", section.stage_while_extracting),
+    )
+
+

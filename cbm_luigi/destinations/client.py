@@ -1,0 +1,108 @@
+"""The client of a destination database: a :class:`Target` (SQLAlchemy engine + dialect) and the
+:class:`Connection` of one transaction.  Driver errors are translated here, once, with the statement at hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from cbm_luigi.destinations.ddl import ColumnDef, needs_widening
+from cbm_luigi.destinations.dialect import Dialect
+from cbm_luigi.destinations.locking import target_lock
+
+log = logging.getLogger(__name__)
+
+
+class Connection:
+    """A connection inside one transaction: ``execute`` / ``fetchone`` / ``fetchall`` / ``scalar``."""
+
+    def __init__(self, sa_conn: sa.Connection, dialect: Dialect) -> None:
+        self.sa = sa_conn
+        self.dialect = dialect
+
+    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> int:
+        log.debug("SQL: %s", sql)
+        result = self.sa.execute(sa.text(sql), params or {})
+        return result.rowcount if result.rowcount is not None else -1
+
+    def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        log.debug("SQL: %s", sql)
+        return [tuple(r) for r in self.sa.execute(sa.text(sql), params or {}).fetchall()]
+
+    def fetchone(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        log.debug("SQL: %s", sql)
+        row = self.sa.execute(sa.text(sql), params or {}).fetchone()
+        return tuple(row) if row is not None else None
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        row = self.fetchone(sql, params)
+        return row[0] if row else None
+
+    @property
+    def driver_connection(self) -> Any:
+        """The DB-API connection of the driver (psycopg, duckdb...) for bulk paths, same transaction."""
+        return self.sa.connection.driver_connection
+
+
+class Target:
+    """A destination database: SQLAlchemy engine + dialect.  ``begin()`` yields a :class:`Connection`."""
+
+    def __init__(self, url: str, dialect: Dialect, engine: sa.Engine) -> None:
+        self.url = url
+        self.dialect = dialect
+        self.engine = engine
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        # A single-writer target (DuckDB file) is used by one process at a time: wait for it, do not fail.
+
+        with target_lock(self), self.engine.begin() as c:
+            yield Connection(c, self.dialect)
+
+    def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.begin() as c:
+            return c.fetchall(sql, params)
+
+    def fetchone(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        with self.begin() as c:
+            return c.fetchone(sql, params)
+
+    def existing_columns(self, conn: Connection, schema: str, table: str) -> list[str]:
+        return [r[0] for r in self.existing_column_types(conn, schema, table)]
+
+    def existing_column_types(self, conn: Connection, schema: str, table: str) -> list[tuple[Any, ...]]:
+        """(name, type name, character length, numeric precision, numeric scale) per existing column."""
+        params = {"schema": schema, "table": table, **self.dialect.existing_columns_params()}
+        return conn.fetchall(self.dialect.existing_columns_sql(), params)
+
+    def ensure_table(self, conn: Connection, schema: str, table: str, columns: Sequence[ColumnDef],
+                     primary_key: Sequence[str] = ()) -> list[str]:
+        """Create the table if missing; add columns that are missing (schema drift).  Returns added names."""
+        existing = {str(r[0]).lower(): r for r in self.existing_column_types(conn, schema, table)}
+        if not existing:
+            conn.execute(self.dialect.create_table_sql(schema, table, columns, primary_key))
+            return []
+        keys = {k.lower() for k in primary_key}
+        added, widened = [], []
+        for col in columns:
+            info = existing.get(col.name.lower())
+            if info is None:
+                conn.execute(self.dialect.add_column_sql(schema, table, ColumnDef(col.name, col.type, True)))
+                added.append(col.name)
+            elif col.name.lower() not in keys and needs_widening(col.type, *info[1:5]):
+                conn.execute(self.dialect.alter_column_type_sql(schema, table, ColumnDef(col.name, col.type, True)))
+                widened.append(f"{col.name} -> {col.type}")
+        if added:
+            log.warning("%s.%s: added column(s) %s", schema, table, ", ".join(added))
+        if widened:
+            log.warning("%s.%s: widened column(s) %s", schema, table,
+                        ", ".join(widened))
+        return added
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,155 @@
+"""Table and column specifications, and the metadata tables that hold them.
+
+Reads ``config.ETL_Tables`` / ``config.ETL_Columns`` into frozen :class:`TableSpec` / :class:`ColumnSpec`,
+registers tables, and merges a source catalog into ``config.ETL_Columns`` without clobbering what a person
+edited (``IsExcluded``, ``Notes``).  The DDL of every metadata table is described here once, neutrally
+(:data:`METADATA_TABLES`), and rendered by each destination dialect.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from cbm_luigi.errors import MetadataError
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger(__name__)
+
+PRIORITIES = ("critical", "high", "normal")
+PRECISIONS = ("date", "datetime")
+_LOOKBACK = re.compile(r"^\s*(\d+)\s*([dhm])\s*$", re.I)
+
+
+def parse_lookback(text: str | None) -> timedelta:
+    """``'1d'``, ``'12h'``, ``'30m'``, ``'0d'`` -> timedelta.  Empty means no lookback."""
+    if text is None or not str(text).strip():
+        return timedelta(0)
+    m = _LOOKBACK.match(str(text))
+    if not m:
+        raise MetadataError(f"LookbackInterval {text!r} is not valid: use a number and d, h or m (e.g. 1d, 12h, 30m)")
+    n, unit = int(m.group(1)), m.group(2).lower()
+    return {"d": timedelta(days=n), "h": timedelta(hours=n), "m": timedelta(minutes=n)}[unit]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One source column as registered in config.ETL_Columns."""
+
+    column_name: str  # source form, e.g. gencod-v
+    sql_name: str  # SQL-safe form, e.g. gencod_v
+    logical_type: str
+    source_type: str = ""
+    width: int | None = None  # character length / Progress SQL width
+    precision: int | None = None
+    scale: int | None = None
+    nullable: bool = True
+    position: int = 0
+    extent: int = 0  # Progress array extent (0 = scalar); extents arrive as ';'-joined text
+    is_excluded: bool = False
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table as registered in config.ETL_Tables, with its columns (watermark read separately)."""
+
+    table_name: str  # source form, e.g. order-line
+    sql_name: str  # SQL-safe form, e.g. order_line
+    destination_table: str  # e.g. ods.order_line (informational; the ODS schema is always ods)
+    primary_key: tuple[str, ...]  # SQL-safe column names
+    has_timestamps: bool
+    date_modif_col: str | None  # SQL-safe column name
+    date_modif_precision: str
+    is_dimension: bool = False
+    is_fact: bool = False
+    lookback: str = "0d"
+    filter_clause: str | None = None
+    priority: str = "normal"
+    is_active: bool = True
+    sla_hours: float = 24.0
+    notes: str | None = None
+    columns: tuple[ColumnSpec, ...] = field(default_factory=tuple)
+    #: soft-delete ODS rows whose key is missing from a full extract (etl_deleted_ts), unless more than
+    #: delete_guard_pct % of the active rows would go: a partial read must not look like a mass delete
+    delete_detection: bool = False
+    delete_guard_pct: float = 10.0
+
+    @property
+    def loaded_columns(self) -> tuple[ColumnSpec, ...]:
+        """Columns that are extracted and loaded (not excluded), in source order."""
+        return tuple(c for c in self.columns if not c.is_excluded)
+
+    @property
+    def business_columns(self) -> tuple[str, ...]:
+        """SQL names of the hashed business columns."""
+        return tuple(c.sql_name for c in self.loaded_columns)
+
+    @property
+    def is_incremental_capable(self) -> bool:
+        """False when the table has no timestamps: it is then always extracted in full."""
+        return self.has_timestamps and self.date_modif_col is not None
+
+    def column(self, sql_name: str) -> ColumnSpec:
+        for c in self.columns:
+            if c.sql_name == sql_name:
+                return c
+        raise MetadataError(f"table {self.table_name}: no column {sql_name!r}")
+
+
+# --- neutral description of the metadata tables ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogColumn:
+    """A column as the source catalog describes it (input of :func:`sync_columns`)."""
+
+    column_name: str
+    source_type: str
+    logical_type: str
+    width: int | None
+    precision: int | None
+    scale: int | None
+    nullable: bool
+    position: int
+    extent: int = 0
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    table_name: str
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    missing_in_source: tuple[str, ...]
+    clashes: tuple[str, ...]
+
+    def describe(self) -> str:
+        parts = [f"{self.table_name}: {len(self.added)} column(s) added, {len(self.updated)} updated"]
+        if self.missing_in_source:
+            parts.append(f"no longer in source (kept): {', '.join(self.missing_in_source)}")
+        if self.clashes:
+            parts.append("name clashes: " + "; ".join(self.clashes))
+        return "; ".join(parts)
+
+
+def _truthy(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "true", "yes", "y", "t")
+    return bool(v)
+
+
+def default_priority(notes: Any, is_dimension: bool, is_fact: bool) -> str:
+    """The reference's rule when PriorityTier is not set: Notes keywords, then dimension/fact flags."""
+    text = str(notes or "").lower()
+    if "critical" in text or "critique" in text:
+        return "critical"
+    if "high" in text or "haute" in text or is_dimension:
+        return "high"
+    return "normal"
+
+

@@ -1,0 +1,21 @@
+"""Logical column types and the technical column names of staging and ODS tables.
+"""
+
+from __future__ import annotations
+
+# Logical types: what a source column holds, independent of any database.  Flavours map catalog types to
+# these; dialects map these to DDL; transform maps them to Arrow.
+STRING, INTEGER, BIGINT, DECIMAL, FLOAT, BOOLEAN, DATE, TIMESTAMP, TIMESTAMP_TZ, BINARY = (
+    "string", "integer", "bigint", "decimal", "float", "boolean", "date", "timestamp", "timestamp_tz", "binary",
+)
+
+
+LOGICAL_TYPES = (STRING, INTEGER, BIGINT, DECIMAL, FLOAT, BOOLEAN, DATE, TIMESTAMP, TIMESTAMP_TZ, BINARY)
+
+
+#: Technical columns of staging and ODS tables (after the business columns).
+HASHDIFF, TS_SOURCE, LOAD_TS, ETL_BATCH = "hashdiff", "ts_source", "load_ts", "etl_batch"
+
+
+#: ODS technical column of tables with delete detection: when the row's key left the source (NULL: present)
+ETL_DELETED = "etl_deleted_ts"

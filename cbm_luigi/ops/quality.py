@@ -1,0 +1,699 @@
+"""Data-quality rules: a reviewable file per table, checked on each extract before the MERGE.
+
+Reads ``<dq dir>/<table>.yaml`` (or ``.yml`` / ``.json``; the dq dir is ``config/data_quality`` relative to the
+working directory unless set by ``CBM_DQ_DIR`` or ``dq_dir`` in luigi.cfg ``[cbm_quality]``).  The schema is in
+docs/VALIDATION.md; in short::
+
+    table: produit                      # optional; must name this table when given
+    rules:
+      - type: not_null                  # not_null | unique | range | allowed_values | regex | freshness | volume
+        column: designation             # source or SQL-safe name
+        severity: critical              # critical (stops the merge) | warning (logged); default warning
+      - {type: range, column: prix-vente, min: 0, max: 100000, max_failed_pct: 0.5}
+      - {type: freshness, max_age: 26h}                   # the modification column by default
+      - {type: volume, max_change_pct: 30, direction: drop}
+
+The file is validated when loaded; every error names the file, the rule (1-based index and name) and the field.
+
+Rules are evaluated by DuckDB over the extract's parquet files, which hold exactly the rows staged in
+``stg.<table>`` (the staging step refuses a row count that differs): one vectorised scan for all row rules,
+one query per ``unique`` rule, one for ``freshness`` (plus ``MAX(ts_source)`` of the ODS when the rule reads
+the modification column, so a quiet incremental run is not called stale) and the previous successful run's row
+count in ``etl.ETL_Log`` for ``volume``.  NULL values fail only ``not_null``.
+
+In the pipeline, :func:`check_before_merge` runs in ``MergeOds`` before the MERGE: every result is written to
+``etl.DataQuality_Log``, warnings are logged, and a failed ``critical`` rule raises :class:`DataError` naming the
+rule and sample rows, so the table's merge does not happen and the ODS stays as it was.  Without a rules
+file nothing is checked.  Standalone: ``cbm-etl dq TABLE`` checks the last extract in the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from cbm_luigi.destinations.client import Target
+from cbm_luigi.errors import ConfigError, DataError, MetadataError
+from cbm_luigi.model.naming import match_name
+from cbm_luigi.model.naming import quote_ident as _q
+from cbm_luigi.model.specs import ColumnSpec, TableSpec, parse_lookback
+from cbm_luigi.model.types import (
+    BIGINT,
+    BINARY,
+    BOOLEAN,
+    DATE,
+    DECIMAL,
+    FLOAT,
+    INTEGER,
+    STRING,
+    TIMESTAMP,
+    TIMESTAMP_TZ,
+)
+from cbm_luigi.ops import reports
+from cbm_luigi.pipeline.extract import Manifest
+from cbm_luigi.store import runlog
+from cbm_luigi.store.schema import DATA_QUALITY_LOG, ETL_LOG
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("critical", "warning")
+DIRECTIONS = ("both", "drop", "growth")
+EXTENSIONS = (".yaml", ".yml", ".json")
+ROW_RULES = ("not_null", "range", "allowed_values", "regex")
+COMMON_FIELDS = ("type", "name", "severity", "description", "enabled", "max_failed_pct")
+RULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "not_null": ("column", "empty_is_null"),
+    "unique": ("column", "columns"),
+    "range": ("column", "min", "max"),
+    "allowed_values": ("column", "values"),
+    "regex": ("column", "pattern"),
+    "freshness": ("column", "max_age"),
+    "volume": ("max_change_pct", "min_previous_rows", "direction"),
+}
+FILE_FIELDS = ("table", "description", "rules")
+SAMPLE_ROWS = 5
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+
+def dq_dir() -> Path:
+    """Folder of the rules files (``CBM_DQ_DIR``, default ``config/data_quality``)."""
+    return Path(reports.extra_setting("CBM_DQ_DIR", "dq_dir"))
+
+
+# -- the rules file ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule as written in the file (checked for shape; columns and values are checked by :func:`bind`)."""
+
+    index: int  # 1-based position in the file
+    name: str
+    type: str
+    severity: str
+    fields: Mapping[str, Any]
+    max_failed_pct: float = 0.0
+    description: str | None = None
+    path: str = ""
+
+    def where(self, field_name: str | None = None) -> str:
+        at = f"{self.path}: rule {self.index} ({self.name})"
+        return f"{at}, field '{field_name}'" if field_name else at
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        if "columns" in self.fields:
+            return tuple(self.fields["columns"])
+        return (self.fields["column"],) if self.fields.get("column") else ()
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    path: Path
+    table: str | None
+    rules: tuple[Rule, ...]
+    description: str | None = None
+
+
+def rules_file(spec: TableSpec, folder: Path | None = None) -> Path | None:
+    """The table's rules file (source name or SQL-safe name, any case, .yaml/.yml/.json), or None."""
+    folder = folder if folder is not None else dq_dir()
+    if not folder.is_dir():
+        return None
+    wanted = {spec.table_name.lower(), spec.sql_name.lower()}
+    found = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in EXTENSIONS and p.stem.lower() in wanted)
+    if len(found) > 1:
+        raise ConfigError(
+            f"table {spec.table_name}: several data-quality files in {folder}: "
+            f"{', '.join(p.name for p in found)}; keep one"
+        )
+    return found[0] if found else None
+
+
+def _fail(where: str, problem: str) -> ConfigError:
+    return ConfigError(f"{where}: {problem}")
+
+
+def load_rules(path: Path) -> RuleSet:
+    """Read and check a rules file's shape; every error names the file, the rule and the field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the data-quality file: {exc}") from exc
+    try:
+        doc = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    except Exception as exc:  # yaml.YAMLError carries the line and column in its text
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if isinstance(doc, list):
+        doc = {"rules": doc}
+    if not isinstance(doc, dict):
+        raise _fail(str(path), "the file must hold a mapping with a 'rules' list (see docs/VALIDATION.md)")
+    unknown = sorted(set(doc) - set(FILE_FIELDS))
+    if unknown:
+        raise _fail(str(path), f"unknown top-level field(s) {', '.join(map(str, unknown))}; "
+                               f"allowed: {', '.join(FILE_FIELDS)}")
+    raw_rules = doc.get("rules")
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise _fail(str(path), "field 'rules' must be a non-empty list of rules")
+    rules = []
+    names: dict[str, int] = {}
+    for i, raw in enumerate(raw_rules, start=1):
+        rule = _parse_rule(path, i, raw)
+        if rule.name in names:
+            raise _fail(rule.where("name"), f"the name is already used by rule {names[rule.name]}; names must be unique")
+        names[rule.name] = i
+        rules.append(rule)
+    table = doc.get("table")
+    if table is not None and not isinstance(table, str):
+        raise _fail(str(path), "field 'table' must be a table name")
+    return RuleSet(path, table, tuple(rules), doc.get("description"))
+
+
+def _parse_rule(path: Path, i: int, raw: Any) -> Rule:
+    at = f"{path}: rule {i}"
+    if not isinstance(raw, dict):
+        raise _fail(at, "must be a mapping (type: ..., column: ..., severity: ...)")
+    kind = raw.get("type")
+    if kind not in RULE_FIELDS:
+        raise _fail(f"{at}, field 'type'", f"must be one of {', '.join(RULE_FIELDS)}, got {kind!r}")
+    cols = raw.get("columns") or ([raw["column"]] if raw.get("column") else [])
+    default_name = "_".join([kind, *(str(c) for c in cols)]) if cols else kind
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _fail(f"{at}, field 'name'", f"must be 1-128 letters, digits, '_', '-', '.'; got {name!r}")
+    at = f"{at} ({name})"
+    allowed = set(COMMON_FIELDS) | set(RULE_FIELDS[kind])
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise _fail(f"{at}, field '{unknown[0]}'",
+                    f"not a field of a {kind} rule; allowed: {', '.join(sorted(allowed))}")
+    severity = raw.get("severity", "warning")
+    if severity not in SEVERITIES:
+        raise _fail(f"{at}, field 'severity'", f"must be critical or warning, got {severity!r}")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _fail(f"{at}, field 'enabled'", f"must be true or false, got {enabled!r}")
+    pct = raw.get("max_failed_pct", 0)
+    if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
+        raise _fail(f"{at}, field 'max_failed_pct'", f"must be a number from 0 to 100, got {pct!r}")
+    if "description" in raw and not isinstance(raw["description"], str | type(None)):
+        raise _fail(f"{at}, field 'description'", "must be text")
+    fields = {k: v for k, v in raw.items() if k not in COMMON_FIELDS}
+    fields["enabled"] = enabled
+
+    def need(key: str) -> Any:
+        if fields.get(key) is None:
+            raise _fail(f"{at}, field '{key}'", f"is required for a {kind} rule")
+        return fields[key]
+
+    if kind in ("not_null", "range", "allowed_values", "regex") and not isinstance(need("column"), str):
+        raise _fail(f"{at}, field 'column'", "must be a column name")
+    if kind == "not_null" and not isinstance(fields.get("empty_is_null", False), bool):
+        raise _fail(f"{at}, field 'empty_is_null'", "must be true or false")
+    if kind == "unique":
+        if "column" in fields and "columns" in fields:
+            raise _fail(f"{at}, field 'columns'", "give 'column' or 'columns', not both")
+        cols = fields.get("columns", [fields["column"]] if "column" in fields else None)
+        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c for c in cols):
+            raise _fail(f"{at}, field 'columns'", "must be a non-empty list of column names")
+        fields["columns"] = list(cols)
+        fields.pop("column", None)
+    if kind == "range" and fields.get("min") is None and fields.get("max") is None:
+        raise _fail(f"{at}, field 'min'", "a range rule needs 'min', 'max' or both")
+    if kind == "allowed_values":
+        values = need("values")
+        if not isinstance(values, list) or not values or any(isinstance(v, dict | list) for v in values):
+            raise _fail(f"{at}, field 'values'", "must be a non-empty list of plain values")
+    if kind == "regex":
+        pattern = need("pattern")
+        if not isinstance(pattern, str):
+            raise _fail(f"{at}, field 'pattern'", "must be text (quote it in YAML)")
+        try:
+            with duckdb.connect() as check:
+                check.execute("SELECT regexp_full_match('', ?)", [pattern])
+        except duckdb.Error as exc:
+            raise _fail(f"{at}, field 'pattern'", f"is not a valid RE2 regular expression: {exc}") from None
+    if kind == "freshness":
+        if "column" in fields and not isinstance(fields["column"], str):
+            raise _fail(f"{at}, field 'column'", "must be a column name")
+        try:
+            age = parse_lookback(str(need("max_age")))
+        except MetadataError:
+            age = timedelta(0)
+        if age <= timedelta(0):
+            raise _fail(f"{at}, field 'max_age'", f"must be a duration such as 26h, 2d or 90m; got {fields['max_age']!r}")
+        fields["max_age"] = age
+    if kind == "volume":
+        change = need("max_change_pct")
+        if isinstance(change, bool) or not isinstance(change, int | float) or change <= 0:
+            raise _fail(f"{at}, field 'max_change_pct'", f"must be a number above 0, got {change!r}")
+        min_prev = fields.setdefault("min_previous_rows", 1)
+        if isinstance(min_prev, bool) or not isinstance(min_prev, int) or min_prev < 0:
+            raise _fail(f"{at}, field 'min_previous_rows'", f"must be a whole number >= 0, got {min_prev!r}")
+        if fields.setdefault("direction", "both") not in DIRECTIONS:
+            raise _fail(f"{at}, field 'direction'", f"must be one of {', '.join(DIRECTIONS)}")
+    return Rule(i, name, kind, severity, fields, float(pct), raw.get("description"), str(path))
+
+
+# -- binding to the table ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoundRule:
+    rule: Rule
+    columns: tuple[ColumnSpec, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def column_label(self) -> str | None:
+        return ",".join(c.column_name for c in self.columns) or None
+
+
+def bind(ruleset: RuleSet, spec: TableSpec) -> list[BoundRule]:
+    """Resolve columns and convert values to the columns' types; enabled rules only."""
+    if ruleset.table and match_name(ruleset.table, [(spec.table_name, spec.sql_name)]) is None:
+        raise ConfigError(f"{ruleset.path}: field 'table' says {ruleset.table!r}, but the file is used for "
+                          f"table {spec.table_name}; fix the field or rename the file")
+    pairs = [(c.column_name, c.sql_name) for c in spec.columns]
+    by_name = {c.column_name: c for c in spec.columns}
+    out = []
+    for rule in ruleset.rules:
+        if not rule.fields.get("enabled", True):
+            continue
+        key = "columns" if rule.type == "unique" else "column"
+        names = list(rule.column_names)
+        if rule.type == "freshness" and not names:
+            if not spec.date_modif_col:
+                raise _fail(rule.where("column"), f"table {spec.table_name} has no DateModifCol; name the column")
+            names = [spec.column(spec.date_modif_col).column_name]
+        cols = []
+        for n in names:
+            found = match_name(n, pairs)
+            if found is None:
+                raise _fail(rule.where(key), f"{n!r} is not a column of {spec.table_name} "
+                                             f"(columns: {', '.join(c.column_name for c in spec.columns)})")
+            col = by_name[found]
+            if col.is_excluded:
+                raise _fail(rule.where(key), f"column {found!r} is excluded (IsExcluded or gone from the source), "
+                                             "so it is not in the extract; remove the rule or include the column")
+            cols.append(col)
+        params: dict[str, Any] = {}
+        if rule.type == "range":
+            for k in ("min", "max"):
+                if rule.fields.get(k) is not None:
+                    params[k] = _convert(rule.fields[k], cols[0], rule.where(k))
+            if "min" in params and "max" in params and params["min"] > params["max"]:
+                raise _fail(rule.where("max"), f"max {params['max']!r} is below min {params['min']!r}")
+        elif rule.type == "allowed_values":
+            params["values"] = [_convert(v, cols[0], rule.where("values")) for v in rule.fields["values"]]
+        elif rule.type == "regex" and cols[0].logical_type != STRING:
+            raise _fail(rule.where("column"), f"regex rules apply to text columns; {cols[0].column_name} is "
+                                              f"{cols[0].logical_type}")
+        elif rule.type == "freshness" and cols[0].logical_type not in (DATE, TIMESTAMP, TIMESTAMP_TZ):
+            raise _fail(rule.where("column"), f"freshness needs a date or timestamp column; "
+                                              f"{cols[0].column_name} is {cols[0].logical_type}")
+        elif rule.type in ("range", "allowed_values") and cols[0].logical_type == BINARY:
+            raise _fail(rule.where("column"), "binary columns cannot be compared to values")
+        out.append(BoundRule(rule, tuple(cols), params))
+    return out
+
+
+def _convert(value: Any, col: ColumnSpec, where: str) -> Any:
+    """A value from the rules file in the column's type, or a ConfigError saying what is expected."""
+    t = col.logical_type
+    try:
+        if t == STRING:
+            if isinstance(value, bool):
+                raise ValueError("a boolean: YAML reads yes/no/on/off/true/false as booleans; quote it ('yes')")
+            if isinstance(value, date | datetime):
+                raise ValueError("a date: quote it to compare text")
+            return str(value)
+        if isinstance(value, bool) and t != BOOLEAN:
+            raise ValueError("a boolean")
+        if t in (INTEGER, BIGINT):
+            d = Decimal(str(value))
+            if d != d.to_integral_value():
+                raise ValueError("not a whole number")
+            return int(d)
+        if t == DECIMAL:
+            return Decimal(str(value))
+        if t == FLOAT:
+            return float(value)
+        if t == BOOLEAN:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes"):
+                return True
+            if text in ("0", "false", "no"):
+                return False
+            raise ValueError("not true or false")
+        if t == DATE:
+            if isinstance(value, datetime):
+                return value.date()
+            return value if isinstance(value, date) else date.fromisoformat(str(value))
+        if t in (TIMESTAMP, TIMESTAMP_TZ):
+            if isinstance(value, datetime):
+                return value
+            if isinstance(value, date):
+                return datetime(value.year, value.month, value.day)
+            return datetime.fromisoformat(str(value))
+    except (ValueError, InvalidOperation, TypeError) as exc:
+        raise _fail(where, f"{value!r} does not fit column {col.column_name} ({t}): {exc}") from None
+    raise _fail(where, f"column {col.column_name} ({t}) cannot be compared to values")
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RuleResult:
+    rule: Rule
+    column: str | None
+    passed: bool
+    failed_rows: int | None
+    total_rows: int
+    observed: str
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def severity(self) -> str:
+        return self.rule.severity
+
+    @property
+    def status(self) -> str:
+        return "passed" if self.passed else ("failed" if self.severity == "critical" else "warning")
+
+    def describe(self) -> str:
+        return f"rule '{self.rule.name}' ({self.rule.type}{' on ' + self.column if self.column else ''}): {self.observed}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule.name, "type": self.rule.type, "severity": self.severity, "column": self.column,
+                "passed": self.passed, "status": self.status, "failed_rows": self.failed_rows,
+                "total_rows": self.total_rows, "observed": self.observed, "samples": self.samples,
+                "description": self.rule.description, "rule_index": self.rule.index}
+
+
+@dataclass
+class DqRun:
+    table: str
+    batch: str
+    mode: str
+    rules_path: Path
+    results: list[RuleResult]
+    checked_at: datetime = field(default_factory=runlog.now)
+
+    @property
+    def critical_failures(self) -> list[RuleResult]:
+        return [r for r in self.results if not r.passed and r.severity == "critical"]
+
+    @property
+    def warnings(self) -> list[RuleResult]:
+        return [r for r in self.results if not r.passed and r.severity == "warning"]
+
+    def failure_message(self) -> str:
+        parts = []
+        for r in self.critical_failures:
+            sample = "; ".join(", ".join(f"{k}={v!r}" for k, v in s.items()) for s in r.samples[:3])
+            parts.append(r.describe() + (f", e.g. {sample}" if sample else ""))
+        return (f"table {self.table}: {len(self.critical_failures)} critical data-quality rule(s) failed on batch "
+                f"{self.batch} ({self.rules_path}): " + " | ".join(parts))
+
+
+
+def _condition(b: BoundRule) -> tuple[str, list[Any]]:
+    """SQL (DuckDB) that is true for a failing row, and its parameters."""
+    c = _q(b.columns[0].sql_name)
+    kind = b.rule.type
+    if kind == "not_null":
+        if b.rule.fields.get("empty_is_null") and b.columns[0].logical_type == STRING:
+            return f"({c} IS NULL OR trim({c}) = '')", []
+        return f"{c} IS NULL", []
+    if kind == "range":
+        parts, params = [], []
+        if "min" in b.params:
+            parts.append(f"{c} < ?")
+            params.append(b.params["min"])
+        if "max" in b.params:
+            parts.append(f"{c} > ?")
+            params.append(b.params["max"])
+        return "(" + " OR ".join(parts) + ")", params
+    if kind == "allowed_values":
+        values = b.params["values"]
+        return f"({c} IS NOT NULL AND {c} NOT IN ({', '.join('?' for _ in values)}))", list(values)
+    if kind == "regex":
+        return f"({c} IS NOT NULL AND NOT regexp_full_match({c}, ?))", [b.rule.fields["pattern"]]
+    raise AssertionError(kind)
+
+
+def _passes(failed: int, total: int, rule: Rule) -> bool:
+    if failed == 0:
+        return True
+    return total > 0 and 100.0 * failed / total <= rule.max_failed_pct
+
+
+def _rows_text(failed: int, total: int) -> str:
+    return f"{failed:,} of {total:,} rows ({reports.pct(failed, total) or 0}%)"
+
+
+def evaluate(spec: TableSpec, bound: Sequence[BoundRule], files: Sequence[Path], *, manifest: Manifest,
+             target: Target | None = None, now: datetime | None = None, sample: int = SAMPLE_ROWS
+             ) -> list[RuleResult]:
+    """Evaluate the rules on the extract files; ``target`` is needed for volume and the ODS freshness."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET memory_limit = '1GB'")
+        if not files:
+            raise DataError(f"table {spec.table_name}: the extract of batch {manifest.batch} lists no parquet file")
+        con.read_parquet([str(f) for f in files]).create_view("t")
+        total_row = con.execute("SELECT COUNT(*) FROM t").fetchone()
+        total = int(total_row[0]) if total_row else 0
+        results: dict[int, RuleResult] = {}
+        row_rules = [b for b in bound if b.rule.type in ROW_RULES]
+        if row_rules and total:
+            conds = [_condition(b) for b in row_rules]
+            sql = "SELECT " + ", ".join(f"COUNT(*) FILTER (WHERE {c})" for c, _ in conds) + " FROM t"
+            counts = con.execute(sql, [p for _, ps in conds for p in ps]).fetchone()
+            assert counts is not None
+            keys = ", ".join(_q(k) for k in spec.primary_key)
+            for b, (cond, params), failed in zip(row_rules, conds, counts, strict=True):
+                samples = []
+                if failed:
+                    col = b.columns[0].sql_name
+                    cols = [*spec.primary_key, *([col] if col not in spec.primary_key else [])]
+                    rows = con.execute(f"SELECT {', '.join(_q(x) for x in cols)} FROM t WHERE {cond} "
+                                       f"ORDER BY {keys} LIMIT {int(sample)}", params).fetchall()
+                    samples = [{spec.column(x).column_name: v for x, v in zip(cols, r, strict=True)} for r in rows]
+                results[b.rule.index] = RuleResult(b.rule, b.column_label, _passes(int(failed), total, b.rule),
+                                                   int(failed), total, _rows_text(int(failed), total), samples)
+        for b in bound:
+            if b.rule.index in results:
+                continue
+            if b.rule.type in ROW_RULES:  # empty extract
+                results[b.rule.index] = RuleResult(b.rule, b.column_label, True, 0, 0, "no rows in the extract")
+            elif b.rule.type == "unique":
+                results[b.rule.index] = _unique(con, spec, b, total, sample)
+            elif b.rule.type == "freshness":
+                results[b.rule.index] = _freshness(con, spec, b, total, manifest, target, now)
+            elif b.rule.type == "volume":
+                results[b.rule.index] = _volume(spec, b, manifest, target)
+        return [results[b.rule.index] for b in bound]
+    finally:
+        con.close()
+
+
+def _unique(con: duckdb.DuckDBPyConnection, spec: TableSpec, b: BoundRule, total: int, sample: int) -> RuleResult:
+    cols = ", ".join(_q(c.sql_name) for c in b.columns)
+    not_null = " AND ".join(f"{_q(c.sql_name)} IS NOT NULL" for c in b.columns)
+    groups = f"SELECT {cols}, COUNT(*) AS n FROM t WHERE {not_null} GROUP BY {cols} HAVING COUNT(*) > 1"
+    row = con.execute(f"SELECT COALESCE(SUM(n), 0), COUNT(*) FROM ({groups})").fetchone()
+    failed, dup_values = (int(row[0]), int(row[1])) if row else (0, 0)
+    samples = []
+    if failed:
+        for r in con.execute(f"{groups} ORDER BY n DESC, {cols} LIMIT {int(sample)}").fetchall():
+            samples.append({**{c.column_name: v for c, v in zip(b.columns, r, strict=False)}, "rows": r[-1]})
+    observed = _rows_text(failed, total) + (f" share {dup_values:,} duplicated value(s)" if failed else "")
+    return RuleResult(b.rule, b.column_label, _passes(failed, total, b.rule), failed, total, observed, samples)
+
+
+def _as_dt(v: Any) -> datetime | None:
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return v.replace(tzinfo=None) if v.tzinfo is None else v.astimezone().replace(tzinfo=None)
+    if isinstance(v, date):
+        return datetime(v.year, v.month, v.day)
+    return datetime.fromisoformat(str(v))
+
+
+def source_now(manifest: Manifest) -> datetime:
+    """Now on the source's clock: the extract's source clock plus the time elapsed since the extract."""
+    try:
+        created = datetime.fromisoformat(manifest.created)
+    except ValueError:
+        return manifest.source_clock_ts
+    return manifest.source_clock_ts + max(datetime.now() - created, timedelta(0))
+
+
+def _freshness(con: duckdb.DuckDBPyConnection, spec: TableSpec, b: BoundRule, total: int, manifest: Manifest,
+               target: Target | None, now: datetime | None) -> RuleResult:
+    col = b.columns[0]
+    row = con.execute(f"SELECT MAX({_q(col.sql_name)}) FROM t").fetchone() if total else None
+    newest = _as_dt(row[0]) if row else None
+    where = "extract"
+    if target is not None and col.sql_name == spec.date_modif_col:
+        ods = _ods_max_ts_source(target, spec)
+        if ods is not None and (newest is None or ods > newest):
+            newest, where = ods, "ODS"
+    ref = now or source_now(manifest)
+    max_age: timedelta = b.rule.fields["max_age"]
+    if newest is None:
+        return RuleResult(b.rule, b.column_label, False, None, total,
+                          f"no {col.column_name} value in the extract or the ODS to judge freshness")
+    age = ref - newest
+    hours = age.total_seconds() / 3600
+    observed = (f"newest {col.column_name} {newest:%Y-%m-%d %H:%M:%S} ({where}) is {hours:,.1f} h old "
+                f"at {ref:%Y-%m-%d %H:%M:%S}; allowed {max_age.total_seconds() / 3600:g} h")
+    return RuleResult(b.rule, b.column_label, age <= max_age, None, total, observed)
+
+
+def _ods_max_ts_source(target: Target, spec: TableSpec) -> datetime | None:
+    d = target.dialect
+    with target.begin() as conn:
+        if "ts_source" not in {c.lower() for c in target.existing_columns(conn, "ods", spec.sql_name)}:
+            return None
+        return _as_dt(conn.scalar(f"SELECT MAX({d.quote('ts_source')}) FROM {d.qualified('ods', spec.sql_name)}"))
+
+
+def previous_run_rows(target: Target, table: str, mode: str, batch: str) -> tuple[int, str] | None:
+    """Rows of the table's last successful run in this mode, other than ``batch`` (from etl.ETL_Log)."""
+    d = target.dialect
+    q = d.quote
+    t = d.qualified(ETL_LOG.schema, ETL_LOG.name)
+    cond = (f"{q('TableName')} = :t AND {q('StepName')} = :step AND {q('Status')} = :ok AND {q('Mode')} = :m "
+            f"AND {q('Batch')} <> :b")
+    params = {"t": table, "step": "flow_complete", "ok": "success", "m": mode, "b": batch}
+    with target.begin() as conn:
+        last = conn.scalar(f"SELECT MAX({q('LogTs')}) FROM {t} WHERE {cond}", params)
+        if last is None:
+            return None
+        row = conn.fetchone(f"SELECT {q('RowsProcessed')}, {q('Batch')} FROM {t} WHERE {cond} AND {q('LogTs')} = :ts",
+                            {**params, "ts": last})
+    return (int(row[0] or 0), str(row[1])) if row else None
+
+
+def _volume(spec: TableSpec, b: BoundRule, manifest: Manifest, target: Target | None) -> RuleResult:
+    f = b.rule.fields
+    current = manifest.rows
+    prev = previous_run_rows(target, spec.table_name, manifest.mode, manifest.batch) if target is not None else None
+    if prev is None or prev[0] < f["min_previous_rows"]:
+        note = "no previous successful run" if prev is None else f"previous run had {prev[0]:,} rows"
+        return RuleResult(b.rule, None, True, None, current,
+                          f"{current:,} rows; {note} in {manifest.mode} mode to compare with (not judged)")
+    before, batch = prev
+    change = 100.0 * (current - before) / before if before else 0.0
+    limit = float(f["max_change_pct"])
+    direction = f["direction"]
+    bad = (abs(change) > limit if direction == "both" else change < -limit if direction == "drop" else change > limit)
+    observed = (f"{current:,} rows vs {before:,} in the previous {manifest.mode} run (batch {batch}): "
+                f"{change:+.1f}%, allowed {'±' if direction == 'both' else '-' if direction == 'drop' else '+'}"
+                f"{limit:g}%")
+    return RuleResult(b.rule, None, not bad, None, current, observed)
+
+
+# -- logging, reports, the pipeline hook ---------------------------------------------------------------------------
+
+
+def log_results(target: Target, run: DqRun) -> None:
+    """One etl.DataQuality_Log row per evaluated rule, in one transaction."""
+    d = target.dialect
+    q = d.quote
+    cols = [c.name for c in DATA_QUALITY_LOG.columns]
+    sql = (f"INSERT INTO {d.qualified(DATA_QUALITY_LOG.schema, DATA_QUALITY_LOG.name)} "
+           f"({', '.join(q(c) for c in cols)}) VALUES ({', '.join(':' + c for c in cols)})")
+    with target.begin() as conn:
+        for r in run.results:
+            details = reports.to_json({"observed": r.observed, "samples": r.samples,
+                                       "max_failed_pct": r.rule.max_failed_pct}, indent=None)
+            conn.execute(sql, {
+                "CheckId": str(uuid.uuid4()), "RunId": runlog.RUN_ID, "TableName": run.table, "Batch": run.batch,
+                "RuleName": r.rule.name, "RuleType": r.rule.type, "ColumnName": (r.column or None) and r.column[:128],
+                "Severity": r.severity, "Passed": r.passed, "FailedRows": r.failed_rows,
+                "Details": details[:4000], "CheckedTs": run.checked_at,
+            })
+
+
+def run_rules(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[Path], path: Path,
+              now: datetime | None = None) -> DqRun:
+    """Load, bind and evaluate a rules file on an extract, and log the results."""
+    bound = bind(load_rules(path), spec)
+    results = evaluate(spec, bound, files, manifest=manifest, target=target, now=now)
+    run = DqRun(spec.table_name, manifest.batch, manifest.mode, path, results)
+    log_results(target, run)
+    for r in run.warnings:
+        log.warning("%s: data-quality warning: %s", spec.table_name, r.describe())
+    log.info("%s: %d data-quality rule(s) on batch %s: %d passed, %d warning(s), %d critical failure(s)",
+             spec.table_name, len(results), manifest.batch, sum(r.passed for r in results), len(run.warnings),
+             len(run.critical_failures))
+    return run
+
+
+def check_before_merge(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[Path]) -> DqRun | None:
+    """The pipeline hook (MergeOds, before the MERGE).  Raises DataError when a critical rule fails."""
+    path = rules_file(spec)
+    if path is None:
+        log.debug("%s: no data-quality rules file in %s", spec.table_name, dq_dir())
+        return None
+    run = run_rules(target, spec, manifest, files, path)
+    report = None
+    if run.critical_failures or run.warnings:
+        try:
+            report = write_report(run)
+        except Exception:
+            log.exception("%s: could not write the data-quality report", spec.table_name)
+    if run.critical_failures:
+        where = f" Report: {report.html}." if report else ""
+        raise DataError(f"{run.failure_message()}. The merge was not run: the ODS is unchanged.{where} "
+                        "Fix the source rows (then load a new batch) or change the rule.")
+    return run
+
+
+def write_report(run: DqRun, base: Path | None = None) -> reports.ReportFiles:
+    failed, warned = len(run.critical_failures), len(run.warnings)
+    blocks: list[Any] = [reports.cards([
+        ("rules", len(run.results), None), ("passed", sum(r.passed for r in run.results), "ok"),
+        ("warnings", warned, "warn" if warned else None), ("critical failures", failed, "bad" if failed else None),
+    ]), reports.paragraph(f"Rules file: {run.rules_path}", "note")]
+    rows, classes = [], []
+    for r in run.results:
+        share = (reports.bar(r.failed_rows, r.total_rows, "bad" if r.severity == "critical" else "warn",
+                             label=f"{reports.pct(r.failed_rows, r.total_rows) or 0}%")
+                 if r.failed_rows else "")
+        sample = "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in r.samples)
+        rows.append((r.rule.name, r.rule.type, r.column or "", r.severity, reports.badge(r.status), r.failed_rows,
+                     share, r.observed, sample))
+        classes.append(None if r.passed else ("bad" if r.severity == "critical" else "warn"))
+    blocks += [reports.heading("Rules"), reports.table(
+        ("rule", "type", "column", "severity", "result", "failed rows", "share", "observed", "sample rows"),
+        rows, classes, numeric=(5,))]
+    verdict = "merge blocked" if failed else "passed" if not warned else "passed with warnings"
+    html_text = reports.page(f"Data quality of {run.table}: {verdict}",
+                             f"batch {run.batch} ({run.mode}) · run {runlog.RUN_ID}", blocks)
+    data = {"table": run.table, "batch": run.batch, "mode": run.mode, "rules_file": str(run.rules_path),
+            "checked_at": run.checked_at, "verdict": verdict, "results": [r.as_dict() for r in run.results]}
+    stem = f"{run.table}_{re.sub(r'[^A-Za-z0-9_.-]', '-', run.batch)}_{reports.stamp(run.checked_at)}"
+    return reports.write_report("dq", stem, html_text, [r.as_dict() for r in run.results], data, base=base)

@@ -1,0 +1,82 @@
+"""The merge step: ``stg.<table>`` -> MERGE into ``ods.<table>``, with delete detection, the watermark, the
+completion marker and the run-log rows in ONE transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+from cbm_luigi.destinations.client import Connection, Target
+from cbm_luigi.destinations.dialect import MergeCounts
+from cbm_luigi.errors import DataError, TargetError
+from cbm_luigi.model.specs import TableSpec
+from cbm_luigi.pipeline.extract import Manifest
+from cbm_luigi.store import runlog
+from cbm_luigi.store.config_tables import advance_watermark
+from cbm_luigi.store.markers import write_marker
+from cbm_luigi.store.staging_state import staging_state
+
+log = logging.getLogger(__name__)
+
+
+def check_deletions(conn: Connection, spec: TableSpec, manifest: Manifest) -> int:
+    """How many active ODS rows a full extract no longer holds (0 when delete detection does not apply).
+
+    Only a full extract lists every source key; an incremental one says nothing about deletes.  Above the
+    table's DeleteGuardPct of the active rows, the whole merge is refused: a partial read (a crashed export, a
+    wrong FilterClause, an empty table by mistake) must not look like a mass delete.
+    """
+    if not spec.delete_detection or manifest.mode != "full":
+        return 0
+    d = conn.dialect
+    missing = int(conn.scalar(d.count_deletions_sql(spec)) or 0)
+    if not missing:
+        return 0
+    active = int(conn.scalar(d.count_active_sql(spec)) or 0)
+    share = 100.0 * missing / active if active else 100.0
+    if share > spec.delete_guard_pct:
+        raise DataError(
+            f"table {spec.table_name}: the full extract of batch {manifest.batch} lacks {missing:,} of the "
+            f"{active:,} keys in the ODS ({share:.1f} %), above DeleteGuardPct={spec.delete_guard_pct:g} %: nothing "
+            "was merged or marked deleted (a partial read must not look like a mass delete). If the source really "
+            "lost these rows, raise the guard (cbm-etl add-table ... --detect-deletes --delete-guard-pct N) and run "
+            "a new batch."
+        )
+    return missing
+
+
+def merge(target: Target, spec: TableSpec, manifest: Manifest, flow_seconds: float | None = None) -> MergeCounts:
+    """MERGE staging into the ODS with watermark, marker and run-log rows in one transaction."""
+    d = target.dialect
+    started = time.perf_counter()
+    with target.begin() as conn:
+        state = staging_state(target, spec.table_name, conn)
+        if state is None or state.batch != manifest.batch:
+            held = state.batch if state else "nothing"
+            raise TargetError(
+                f"table {spec.table_name}: staging holds {held}, not batch {manifest.batch}; "
+                "run the same command again: the staging step reloads it from the parquet cache"
+            )
+        target.ensure_table(conn, "ods", spec.sql_name, d.ods_columns(spec), spec.primary_key)
+        deletions = check_deletions(conn, spec, manifest)
+        counts = d.merge(conn, spec, manifest.batch, state.rows)
+        if spec.delete_detection:
+            conn.execute(d.revive_sql(spec))
+            if deletions:
+                conn.execute(d.soft_delete_sql(spec), {"ts": manifest.source_clock_ts})
+            counts = replace(counts, deleted=deletions)
+        advance_watermark(conn, spec.table_name, manifest.source_clock_ts)
+        write_marker(conn, spec.table_name, manifest.batch, manifest.mode)
+        merge_seconds = time.perf_counter() - started
+        runlog.write_log(conn, spec.table_name, "merge_ods", "success", batch=manifest.batch, mode=manifest.mode,
+                         rows=counts.staged, inserted=counts.inserted, updated=counts.updated,
+                         unchanged=counts.unchanged, deleted=counts.deleted, duration=merge_seconds)
+        runlog.write_log(conn, spec.table_name, "flow_complete", "success", batch=manifest.batch,
+                         mode=manifest.mode, rows=counts.staged, inserted=counts.inserted, updated=counts.updated,
+                         unchanged=counts.unchanged, deleted=counts.deleted, duration=flow_seconds)
+    log.info("%s: merged batch %s: %d inserted, %d updated, %d unchanged, %d marked deleted in %.2fs",
+             spec.table_name, manifest.batch, counts.inserted, counts.updated, counts.unchanged, counts.deleted,
+             merge_seconds)
+    return counts

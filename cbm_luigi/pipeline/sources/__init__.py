@@ -1,0 +1,354 @@
+"""Sources: read the catalog, the clock and record batches from the ERP.
+
+* :class:`OdbcSource`: any ODBC source (Progress in production, PostgreSQL in tests).  Data is streamed as Arrow
+  record batches by arrow-odbc (columnar buffers, the next batch fetched while the current one is processed);
+  the catalog and the clock go through pyodbc.
+* :class:`SqliteSource`: the stdlib-sqlite demo source (``sqlite:///path``), attached under the schema name
+  (``PUB``) so that the same ``"PUB"."client"`` SQL works.
+
+ODBC libraries are imported lazily: the demo runs on a machine without unixODBC.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cbm_luigi.config.secrets import redact
+from cbm_luigi.config.settings import Settings
+from cbm_luigi.errors import ConfigError, SourceError, TransientSourceError
+from cbm_luigi.model.specs import CatalogColumn
+from cbm_luigi.pipeline.sources.flavors import (
+    FLAVORS,
+    SourceFlavor,
+    logical_from_type_name,
+    parse_declared_type,
+)
+
+log = logging.getLogger(__name__)
+
+# ODBC SQLSTATEs worth a retry: communication link failure, connection failures, timeouts.
+_TRANSIENT_ODBC = ("08S01", "08001", "08004", "08007", "HYT00", "HYT01", "40001")
+
+
+def is_transient_odbc(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(s in text for s in _TRANSIENT_ODBC)
+
+
+class Source:
+    """Interface.  One instance per task; ``close()`` releases connections."""
+
+    flavor: SourceFlavor
+    schema: str
+
+    def clock(self) -> datetime:
+        raise NotImplementedError
+
+    def catalog(self, table: str) -> list[CatalogColumn]:
+        raise NotImplementedError
+
+    def read_batches(self, sql: str, params: Sequence[str], schema: pa.Schema, batch_rows: int
+                     ) -> Iterator[pa.RecordBatch]:
+        raise NotImplementedError
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _parse_clock(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    return datetime.fromisoformat(str(value).strip())
+
+
+class OdbcSource(Source):
+    def __init__(self, conn_str: str, flavor: SourceFlavor, schema: str, login_timeout: int = 30,
+                 batch_rows: int = 10_000, batch_bytes: int = 64 * 2**20) -> None:
+        self.flavor = flavor
+        self.schema = schema
+        self.conn_str = flavor.connection_string(conn_str, batch_rows)
+        # arrow-odbc sizes its fetch buffers for the widest values of every column (a 300-column ERP table needs
+        # ~15 KB per row): this caps a batch's buffers, so wide tables get fewer rows per batch.
+        self.batch_bytes = batch_bytes
+        self.login_timeout = login_timeout
+        self._pyodbc: Any = None
+
+    def _catalog_conn(self) -> Any:
+        if self._pyodbc is None:
+            try:
+                import pyodbc  # deferred: the ODBC driver manager loads only where ODBC is used
+            except ImportError as exc:  # libodbc.so missing
+                raise ConfigError(f"pyodbc cannot load the ODBC driver manager ({exc}); install unixODBC") from exc
+            try:
+                self._pyodbc = pyodbc.connect(self.conn_str, timeout=self.login_timeout, autocommit=True)
+            except pyodbc.Error as exc:
+                raise self._error(exc, "connect") from exc
+        return self._pyodbc
+
+    def _error(self, exc: BaseException, what: str) -> SourceError:
+        msg = f"source ({self.flavor.name}, {redact(self.conn_str)}): {what} failed: {exc}"
+        return TransientSourceError(msg) if is_transient_odbc(exc) else SourceError(msg)
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        cur = self._catalog_conn().cursor()
+        try:
+            cur.execute(sql, *params)
+            row = cur.fetchone()
+            return row[0] if row else None
+        except Exception as exc:
+            raise self._error(exc, f"query {sql.splitlines()[0]!r}") from exc
+        finally:
+            cur.close()
+
+    def clock(self) -> datetime:
+        return _parse_clock(self.scalar(self.flavor.clock_sql()))
+
+    def catalog(self, table: str) -> list[CatalogColumn]:
+        sql = self.flavor.catalog_sql()
+        conn = self._catalog_conn()
+        cur = conn.cursor()
+        out: list[CatalogColumn] = []
+        try:
+            if sql is not None:
+                cur.execute(sql, self.schema, table)
+                for col, coltype, width, scale, nullflag, pos, extent in cur.fetchall():
+                    out.append(CatalogColumn(
+                        column_name=str(col), source_type=str(coltype),
+                        logical_type=self.flavor.logical_type(str(coltype), width, scale),
+                        width=int(width) if width is not None else None,
+                        precision=int(width) if str(coltype).lower() in ("decimal", "numeric") and width else None,
+                        scale=int(scale) if scale is not None else None,
+                        nullable=str(nullflag).strip().upper() != "N", position=int(pos),
+                        extent=int(extent or 0),
+                    ))
+            else:
+                for r in cur.columns(table=table, schema=self.schema or None).fetchall():
+                    type_name = str(r.type_name)
+                    # Some drivers (SQLite's) report the declared type, e.g. DECIMAL(18,6): trust its figures.
+                    base, decl_width, decl_scale = parse_declared_type(type_name)
+                    logical = logical_from_type_name(base, r.decimal_digits)
+                    size = decl_width if decl_width is not None else r.column_size
+                    digits = decl_scale if decl_width is not None else r.decimal_digits
+                    out.append(CatalogColumn(
+                        column_name=str(r.column_name), source_type=type_name, logical_type=logical,
+                        width=int(size) if size is not None and logical == "string" else None,
+                        precision=int(size) if logical == "decimal" and size else None,
+                        scale=int(digits or 0) if logical == "decimal" else None,
+                        nullable=bool(r.nullable), position=int(r.ordinal_position),
+                    ))
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, f"reading the catalog of {self.schema}.{table}") from exc
+        finally:
+            cur.close()
+        return out
+
+    def open_reader(self, sql: str, params: Sequence[str], batch_rows: int, schema: pa.Schema | None = None
+                    ) -> Any:
+        """The arrow-odbc batch reader of a query, as the pipeline opens it (the benchmark's raw read uses it).
+
+        arrow-odbc fetches the next batch on its own thread while the caller works on the current one.  With
+        ``schema`` (the catalog's), a column the driver describes as a narrow float but the catalog as a double
+        is fetched as a double: psqlODBC describes ``double precision`` as SQL_FLOAT(17), which arrow-odbc reads
+        as float32 (110642.42857142857 became 110642.43).
+        """
+        map_schema = None
+        if schema is not None:
+            wanted = schema
+
+            def map_schema(detected: pa.Schema) -> pa.Schema:
+                for i, f in enumerate(detected):
+                    j = wanted.get_field_index(f.name)
+                    if j >= 0 and pa.types.is_float32(f.type) and pa.types.is_float64(wanted.field(j).type):
+                        detected = detected.set(i, f.with_type(pa.float64()))
+                return detected
+
+        try:
+            import arrow_odbc  # deferred: the ODBC driver manager loads only where ODBC is used
+        except ImportError as exc:
+            raise ConfigError(f"arrow-odbc cannot load the ODBC driver manager ({exc}); install unixODBC") from exc
+        try:
+            conn = arrow_odbc.connect(self.conn_str, login_timeout_sec=self.login_timeout)
+            for stmt in self.flavor.session_setup_sql():
+                conn.execute(stmt)
+            return conn.read_arrow_batches(sql, batch_size=batch_rows, parameters=list(params) or None,
+                                           fetch_concurrently=True, map_schema=map_schema,
+                                           max_bytes_per_batch=self.batch_bytes)
+        except Exception as exc:
+            raise self._error(exc, "extraction query") from exc
+
+    def read_batches(self, sql: str, params: Sequence[str], schema: pa.Schema, batch_rows: int
+                     ) -> Iterator[pa.RecordBatch]:
+        reader = self.open_reader(sql, params, batch_rows, schema)
+        try:
+            for batch in reader:
+                yield conform_batch(batch, schema)
+        except (SourceError, ConfigError):
+            raise
+        except Exception as exc:
+            raise self._error(exc, "reading rows") from exc
+
+    def close(self) -> None:
+        if self._pyodbc is not None:
+            self._pyodbc.close()
+            self._pyodbc = None
+
+
+class SqliteSource(Source):
+    """stdlib sqlite3: the demo database file attached as the source schema."""
+
+    def __init__(self, path: str, flavor: SourceFlavor, schema: str) -> None:
+        if not Path(path).exists():
+            raise ConfigError(f"CBM_SOURCE sqlite file {path!r} does not exist (run: cbm-etl demo)")
+        self.flavor = flavor
+        self.schema = schema
+        self.conn = sqlite3.connect(":memory:")
+        self.conn.execute("ATTACH DATABASE ? AS " + flavor.quote(schema or "main"), (path,))
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(sql, tuple(params)).fetchone()
+        return row[0] if row else None
+
+    def clock(self) -> datetime:
+        return _parse_clock(self.scalar(self.flavor.clock_sql()))
+
+    def catalog(self, table: str) -> list[CatalogColumn]:
+        q = self.flavor.quote
+        rows = self.conn.execute(f"PRAGMA {q(self.schema)}.table_info({q(table)})").fetchall()
+        out = []
+        for cid, name, decl, notnull, _default, _pk in rows:
+            type_name, width, scale = parse_declared_type(decl)
+            logical = logical_from_type_name(type_name, scale)
+            out.append(CatalogColumn(
+                column_name=name, source_type=decl or "", logical_type=logical,
+                width=width if logical == "string" else None,
+                precision=width if logical == "decimal" else None,
+                scale=scale if logical == "decimal" else None,
+                nullable=not notnull, position=cid + 1,
+            ))
+        return out
+
+    def read_batches(self, sql: str, params: Sequence[str], schema: pa.Schema, batch_rows: int
+                     ) -> Iterator[pa.RecordBatch]:
+        try:
+            cur = self.conn.execute(sql, tuple(params))
+        except sqlite3.Error as exc:
+            raise SourceError(f"source (sqlite): extraction query failed: {exc}") from exc
+        while True:
+            rows = cur.fetchmany(batch_rows)
+            if not rows:
+                break
+            arrays = [_column_to_arrow([r[i] for r in rows], f.type) for i, f in enumerate(schema)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _column_to_arrow(values: list[Any], typ: pa.DataType) -> pa.Array:
+    """SQLite is dynamically typed: take values as they are, else go through their text form.
+
+    SQLite stores DECIMAL(p,s) values with NUMERIC affinity (12.5 as REAL): they are rounded back to the
+    declared scale through their shortest text form, which is exact for up to 15 significant digits.
+    """
+    if pa.types.is_decimal(typ):
+        quantum = Decimal(1).scaleb(-typ.scale)
+        values = [v if v is None or isinstance(v, Decimal) else Decimal(str(v)).quantize(quantum) for v in values]
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        text = pa.array([None if v is None else str(v) for v in values], pa.string())
+        if pa.types.is_boolean(typ):
+            return pa.array([None if v is None else str(v).strip().lower() in ("1", "true", "t", "yes")
+                             for v in values], pa.bool_())
+        return text.cast(typ)
+
+
+def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Cast a batch read from the source to the schema derived from the catalog (stable parquet schema).
+
+    A value that cannot be represented (e.g. a decimal wider than its declared precision) raises a SourceError
+    naming the column.
+    """
+    if batch.num_columns != len(schema):
+        raise SourceError(f"source returned {batch.num_columns} columns, expected {len(schema)}")
+    for arr, field in zip(batch.columns, schema, strict=True):
+        if pa.types.is_decimal(field.type):
+            check_decimal_precision(arr, field)
+    if batch.schema.equals(schema):
+        return batch
+    arrays = []
+    for arr, field in zip(batch.columns, schema, strict=True):
+        if arr.type.equals(field.type):
+            arrays.append(arr)
+            continue
+        try:
+            if pa.types.is_boolean(field.type) and pa.types.is_string(arr.type):
+                arrays.append(_column_to_arrow(arr.to_pylist(), field.type))
+            elif pa.types.is_float32(arr.type) and pa.types.is_float64(field.type):
+                # REAL 229.312 would widen to 229.31199645996094: go through its shortest text instead
+                arrays.append(arr.cast(pa.string()).cast(field.type))
+            else:
+                arrays.append(arr.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SourceError(f"column {field.name}: cannot convert {arr.type} to {field.type}: {exc}") from exc
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def check_decimal_precision(arr: pa.Array, field: pa.Field) -> None:
+    """Refuse decimals wider than the column's declared precision.
+
+    Progress does not enforce DECIMAL precision, and a driver may hand over a decimal128(p, s) array whose values
+    need more than p digits: written to parquet as is (INT32/INT64 storage for p <= 18), they would come back as
+    different numbers.  Checked on every batch, vectorised; the message names the column and the fix.
+    """
+    typ = field.type
+    if not pa.types.is_decimal(arr.type) or typ.precision >= 38:
+        return
+    widened = arr.cast(pa.decimal128(38, arr.type.scale), safe=False)
+    limit = pa.scalar(Decimal(10) ** (typ.precision - typ.scale), pa.decimal128(38, arr.type.scale))
+    too_wide = pc.greater_equal(pc.abs(widened), limit)
+    count = pc.sum(too_wide).as_py() or 0
+    if count:
+        sample = widened.filter(too_wide)[0].as_py()
+        raise SourceError(
+            f"column {field.name}: {count} value(s) need more than the {typ.precision} digits its catalog declares "
+            f"(e.g. {sample}); Progress does not enforce DECIMAL precision. Raise NumericPrecision for this column "
+            "in config.ETL_Columns (cbm-etl sync-columns keeps a wider value) or exclude the column"
+        )
+
+
+def open_source(settings: Settings) -> Source:
+    """Open the configured source.  ``sqlite:///path`` uses stdlib sqlite3; anything else is ODBC."""
+    flavor = FLAVORS[settings.source_flavor]()
+    src = settings.source.strip()
+    if not src:
+        raise ConfigError(
+            "CBM_SOURCE is not set: export CBM_SOURCE='DSN=progress_erp;UID=...;PWD=...' "
+            "(or put it in .env), or run `cbm-etl demo` for the demo source"
+        )
+    if src.startswith("sqlite:///"):
+        if flavor.name != "sqlite":
+            raise ConfigError(f"CBM_SOURCE is a sqlite file but CBM_SOURCE_FLAVOR={flavor.name}; set it to sqlite")
+        return SqliteSource(src[len("sqlite:///"):], flavor, settings.source_schema)
+    return OdbcSource(src, flavor, settings.source_schema, settings.source_login_timeout,
+                      settings.extract_batch_rows, settings.extract_batch_mb * 2**20)
