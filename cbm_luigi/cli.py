@@ -18,9 +18,9 @@ from cbm_luigi.errors import CbmError
 
 def command_modules() -> list[str]:
     """Every module of cbm_luigi.commands is a sub-command group (add a file to add commands)."""
-    import pkgutil  # deferred: start-up time (cbm-etl --help imports every command module)
+    import pkgutil  # deferred: start-up of cbm-etl
 
-    import cbm_luigi.commands  # deferred: start-up time (cbm-etl --help imports every command module)
+    import cbm_luigi.commands  # deferred: start-up of cbm-etl
 
     return sorted(m.name for m in pkgutil.iter_modules(cbm_luigi.commands.__path__) if not m.name.startswith("_"))
 
@@ -41,7 +41,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ign
 
 
 def setup_logging(verbose: bool = False) -> None:
-    from cbm_luigi.config.logs import (  # deferred: start-up time (cbm-etl --help imports every command module)
+    from cbm_luigi.config.logs import (  # deferred: start-up of cbm-etl
         RedactingFormatter,
         RunIdFilter,
     )
@@ -58,7 +58,7 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("luigi-interface").setLevel(logging.DEBUG if verbose else logging.INFO)
     # luigi.build would add its own handler to "luigi-interface" (every line printed twice): logging is
     # configured here, so tell Luigi it already is.
-    import luigi.setup_logging  # deferred: start-up time (cbm-etl --help imports every command module)
+    import luigi.setup_logging  # deferred: start-up of cbm-etl
 
     luigi.setup_logging.InterfaceLogging._configured = True
 
@@ -80,9 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Commands that load (set_defaults(log_file=True)) also log to their own file under CBM_LOG_DIR.
     log_file = bool(getattr(args, "log_file", False))
     if log_file:
-        from cbm_luigi.config.logs import (
-            start_run_log,  # deferred: start-up time (cbm-etl --help imports every command module)
-        )
+        from cbm_luigi.config.logs import start_run_log  # deferred: start-up of cbm-etl
 
         start_run_log(args.command)
     try:
@@ -97,9 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         if log_file:
-            from cbm_luigi.config.logs import (
-                stop_run_log,  # deferred: start-up time (cbm-etl --help imports every command module)
-            )
+            from cbm_luigi.config.logs import stop_run_log  # deferred: start-up of cbm-etl
 
             stop_run_log()
 

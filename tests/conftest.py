@@ -19,6 +19,9 @@ import pytest
 
 from cbm_luigi.tasks.context import clear_caches
 
+# Real servers (HTTP recorder, SMTP sink) and luigi.cfg overrides shared by the alert, health and preflight tests
+pytest_plugins = ["alert_servers"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_CONNINFO = os.environ.get("CBM_TEST_PG_CONNINFO", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 PG_ODBC_DRIVER = os.environ.get("CBM_TEST_PG_ODBC_DRIVER", "PostgreSQL Unicode")

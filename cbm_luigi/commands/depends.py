@@ -16,7 +16,8 @@ from typing import Any
 
 from cbm_luigi.commands.setup import print_table
 from cbm_luigi.errors import MetadataError
-from cbm_luigi.model.plan import build_plan, describe_cycle, find_cycle, truthy
+from cbm_luigi.model.plan import build_plan, describe_cycle, find_cycle
+from cbm_luigi.model.values import truthy
 from cbm_luigi.store.config_tables import read_plan_rows
 
 
@@ -30,13 +31,9 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_depends(args: argparse.Namespace) -> int:
-    from cbm_luigi.destinations import (
-        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.store.config_tables import (
-        MetadataStore,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.tasks.context import (  # deferred: start-up time (cbm-etl --help imports every command module)
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.config_tables import MetadataStore  # deferred: start-up of cbm-etl
+    from cbm_luigi.tasks.context import (  # deferred: start-up of cbm-etl
         clear_caches,
         settings,
     )

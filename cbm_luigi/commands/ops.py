@@ -47,7 +47,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from cbm_luigi.ops.preflight import (  # deferred: start-up time (cbm-etl --help imports every command module)
+    from cbm_luigi.ops.preflight import (  # deferred: start-up of cbm-etl
         FAIL,
         WARN,
         Preflight,
@@ -68,18 +68,10 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from cbm_luigi.alerts.notify import (
-        load_alert_settings,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.config.settings import (
-        load_settings,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.destinations import (
-        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.ops.health import (
-        HealthCheck,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
+    from cbm_luigi.config.alerts import load_alert_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.ops.health import HealthCheck  # deferred: start-up of cbm-etl
 
     target = open_target(load_settings().target)
     report = HealthCheck(target, load_alert_settings()).run(send=not args.no_send, force_summary=args.force_summary)
@@ -104,15 +96,9 @@ def _size(n: int) -> str:
 
 
 def cmd_cleanup_cache(args: argparse.Namespace) -> int:
-    from cbm_luigi.config.settings import (
-        load_settings,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.destinations import (
-        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.ops.cache import (
-        cleanup_cache,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.ops.cache import cleanup_cache  # deferred: start-up of cbm-etl
 
     if args.days < 0:
         raise SystemExit("cbm-etl cleanup-cache: --days must be 0 or more")
@@ -135,15 +121,9 @@ def cmd_cleanup_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_test_alert(args: argparse.Namespace) -> int:
-    from cbm_luigi.alerts.notify import (
-        send_test_alert,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.config.settings import (
-        load_settings,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.destinations import (
-        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
+    from cbm_luigi.alerts.notify import send_test_alert  # deferred: start-up of cbm-etl
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
 
     target = None
     try:

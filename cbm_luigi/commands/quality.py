@@ -100,7 +100,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_dq(args: argparse.Namespace) -> int:
-    from pathlib import Path  # deferred: start-up time (cbm-etl --help imports every command module)
+    from pathlib import Path  # deferred: start-up of cbm-etl
 
     s = load_settings()
     target = open_target(s.target)

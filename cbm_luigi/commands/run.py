@@ -20,7 +20,7 @@ import luigi
 
 from cbm_luigi.destinations import open_target
 from cbm_luigi.model.plan import Outcome, Plan, table_outcomes
-from cbm_luigi.store import runlog
+from cbm_luigi.store import markers, runlog
 from cbm_luigi.store.schema import ETL_LOG
 from cbm_luigi.tasks.context import canonical_table, current_plan, settings
 from cbm_luigi.tasks.wrappers import LoadAll, LoadTable
@@ -107,16 +107,14 @@ def outcomes_of_run(plan: Plan, tables: list[str], batch: str, *, continue_on_er
         {"r": runlog.RUN_ID, "b": batch},
     )]
     wanted = plan.closure(tables)
-    complete = {t: runlog.marker_exists(target, t, batch) for t in wanted}
+    complete = {t: markers.marker_exists(target, t, batch) for t in wanted}
     return table_outcomes(plan, tables, rows, complete, continue_on_error=continue_on_error, gate=gate)
 
 
 def print_outcomes(plan: Plan, tables: list[str], batch: str, *, continue_on_error: bool,
                    gate: bool = True) -> list[Outcome] | None:
     """Print (and log) the run summary; None when the target cannot be read (Luigi's summary said why)."""
-    from cbm_luigi.commands.setup import (
-        print_table,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
+    from cbm_luigi.commands.setup import print_table  # deferred: start-up of cbm-etl
 
     try:
         outcomes = outcomes_of_run(plan, tables, batch, continue_on_error=continue_on_error, gate=gate)
@@ -158,9 +156,7 @@ def run_summary(run_id: str) -> list[tuple[Any, ...]]:
 
 
 def print_run_summary(run_id: str) -> None:
-    from cbm_luigi.commands.setup import (
-        print_table,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
+    from cbm_luigi.commands.setup import print_table  # deferred: start-up of cbm-etl
 
     try:
         rows = run_summary(run_id)

@@ -65,12 +65,8 @@ def _cell(value: Any) -> Any:
 
 def read_view(view: str, table: str | None = None) -> list[dict[str, Any]]:
     """Rows of one monitoring view (``last``, ``performance`` or ``sla``) as dicts, by table name."""
-    from cbm_luigi.destinations import (
-        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.tasks.context import (
-        settings,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.tasks.context import settings  # deferred: start-up of cbm-etl
 
     target = open_target(settings().target)
     d = target.dialect
@@ -90,18 +86,10 @@ def read_view(view: str, table: str | None = None) -> list[dict[str, Any]]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from cbm_luigi.destinations import (
-        open_target,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.destinations.locking import (
-        set_lock_timeout,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.store.config_tables import (
-        MetadataStore,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
-    from cbm_luigi.tasks.context import (
-        settings,  # deferred: start-up time (cbm-etl --help imports every command module)
-    )
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations.locking import set_lock_timeout  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.config_tables import MetadataStore  # deferred: start-up of cbm-etl
+    from cbm_luigi.tasks.context import settings  # deferred: start-up of cbm-etl
 
     set_lock_timeout(args.wait)
     try:

@@ -1,54 +1,79 @@
-"""Typed options of the operations sections: ``[cbm_ops]``, ``[cbm_quality]``, ``[cbm_alerts]``.
+"""Typed options of the operations sections: ``[cbm_ops]`` and ``[cbm_quality]``; one reader for every option.
 
-One reader for every option outside ``[cbm]``: environment ``CBM_<KEY>`` (or the variable named) > ``.env`` >
-luigi.cfg section > default; a value that does not parse is a ConfigError naming the setting and the value.
+Every option outside ``[cbm]`` is read by :func:`read_option`: environment variable (``CBM_<KEY>`` unless named)
+> ``.env`` > the luigi.cfg section > the default, ``${NAME}`` expanded, parsed to the default's type (one
+boolean parser for the whole package: :func:`parse_bool`).  A value that does not parse is a ConfigError naming
+the variable, the luigi.cfg option and the value.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import luigi.configuration
 
-from cbm_luigi.config.settings import load_dotenv_once
+from cbm_luigi.config.settings import expand_env, load_dotenv_once
 from cbm_luigi.errors import ConfigError
+from cbm_luigi.model.values import parse_bool
 
 T = TypeVar("T")
 
 
-def cbm_option(key: str, default: T, cast: Callable[[str], T] | None = None) -> T:
-    """An operations option: environment ``CBM_<KEY>`` > luigi.cfg ``[cbm_ops] <key>`` > ``default``.
+def config_text(section: str, *options: str) -> str:
+    """A raw luigi.cfg value under any of ``options`` (dash or underscore spellings), or ''."""
+    cfg = luigi.configuration.get_config()
+    for opt in options:
+        for name in {opt, opt.replace("_", "-"), opt.replace("-", "_")}:
+            if cfg.has_option(section, name):
+                return str(cfg.get(section, name) or "").strip()
+    return ""
 
-    Used for the options of retries, the breaker, logs and progress (``retry_attempts``, ``log_retention_days``...);
-    a value that does not parse is a ConfigError naming the setting.
-    """
 
-
-
+def read_option(section: str, key: str, default: T, *, env: str | None = None,
+                cast: Callable[[str], T] | None = None) -> T:
+    """``env`` (default ``CBM_<KEY>``) > ``.env`` > luigi.cfg ``[section] key`` > ``default``, typed like the
+    default (or by ``cast``)."""
     load_dotenv_once()
-    env = f"CBM_{key.upper()}"
-    raw = os.environ.get(env)
+    env = env or f"CBM_{key.upper()}"
+    raw: str | None = os.environ.get(env)
     if raw is None or raw.strip() == "":
-        raw = luigi.configuration.get_config().get("cbm_ops", key, None)
+        raw = config_text(section, key) or None
     if raw is None or str(raw).strip() == "":
         return default
+    text = expand_env(str(raw).strip(), env)
     conv: Callable[[str], Any] = cast or type(default)
     if conv is bool:
-        conv = _parse_bool
+        conv = parse_bool
     try:
-        value: Any = conv(str(raw).strip())
-        return value
+        value: Any = conv(text)
     except (TypeError, ValueError):
-        raise ConfigError(f"{env} (luigi.cfg [cbm_ops] {key}) = {raw!r} is not valid; expected a "
+        raise ConfigError(f"{env} (luigi.cfg [{section}] {key}) = {raw!r} is not valid; expected a "
                           f"{type(default).__name__} like {default!r}") from None
+    return value
 
 
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on", "y"):
-        return True
-    if low in ("0", "false", "no", "off", "n"):
-        return False
-    raise ValueError(text)
+def cbm_option(key: str, default: T, cast: Callable[[str], T] | None = None) -> T:
+    """An operations option (``[cbm_ops]``): retries, the breaker, logs, progress, the DuckDB writer lock."""
+    return read_option("cbm_ops", key, default, cast=cast)
+
+
+#: ``[cbm_quality]``: option -> (environment variable, default)
+QUALITY_OPTIONS = {
+    "reports_dir": ("CBM_REPORTS_DIR", "reports"),
+    "dq_dir": ("CBM_DQ_DIR", "config/data_quality"),
+    "validate_memory": ("CBM_VALIDATE_MEMORY", "1GB"),
+}
+
+
+def quality_option(key: str) -> str:
+    """A ``[cbm_quality]`` setting (validation, profiling, data-quality rules, reports)."""
+    env, default = QUALITY_OPTIONS[key]
+    return read_option("cbm_quality", key, default, env=env)
+
+
+def reports_dir() -> Path:
+    """Base folder of the reports (``CBM_REPORTS_DIR``, default ``reports``)."""
+    return Path(quality_option("reports_dir"))

@@ -33,6 +33,7 @@ import luigi
 from dotenv import load_dotenv
 
 from cbm_luigi.errors import ConfigError
+from cbm_luigi.model.values import parse_bool
 
 FLAVORS = ("progress", "postgresql", "sqlite")
 GRANULARITIES = ("day", "hour")
@@ -128,11 +129,10 @@ def _as_int(env_name: str, cfg_value: object, minimum: int = 1) -> int:
 
 def _as_bool(env_name: str, cfg_value: object) -> bool:
     text = _pick(env_name, cfg_value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{env_name} must be true or false (1 / 0), got {text!r}")
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise ConfigError(f"{env_name} must be true or false (1 / 0), got {text!r}") from None
 
 
 def load_settings() -> Settings:

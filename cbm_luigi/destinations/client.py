@@ -14,29 +14,53 @@ import sqlalchemy as sa
 from cbm_luigi.destinations.ddl import ColumnDef, needs_widening
 from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.destinations.locking import target_lock
+from cbm_luigi.errors import CbmError
 
 log = logging.getLogger(__name__)
 
 
-class Connection:
-    """A connection inside one transaction: ``execute`` / ``fetchone`` / ``fetchall`` / ``scalar``."""
+#: Root modules of the database drivers whose exceptions are translated (besides SQLAlchemy's own)
+DRIVER_MODULES = frozenset({"psycopg", "duckdb", "_duckdb", "pyodbc", "mssql_python", "sqlalchemy"})
 
-    def __init__(self, sa_conn: sa.Connection, dialect: Dialect) -> None:
+
+def is_driver_error(exc: BaseException) -> bool:
+    """True for an error raised by SQLAlchemy or a database driver (not by our code or by Arrow)."""
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        return True
+    return type(exc).__module__.split(".")[0] in DRIVER_MODULES
+
+
+class Connection:
+    """A connection inside one transaction: ``execute`` / ``fetchone`` / ``fetchall`` / ``scalar``.
+
+    ``table`` and ``step`` (optional) name the work in translated error messages; ``last_statement`` is the
+    statement that failed when a driver error surfaces later (a bulk path on the driver connection, the commit).
+    """
+
+    def __init__(self, sa_conn: sa.Connection, dialect: Dialect, table: str | None = None,
+                 step: str | None = None) -> None:
         self.sa = sa_conn
         self.dialect = dialect
+        self.table, self.step = table, step
+        self.last_statement = ""
+
+    def _run(self, sql: str, params: Any) -> sa.CursorResult[Any]:
+        log.debug("SQL: %s", sql)
+        self.last_statement = sql
+        try:
+            return self.sa.execute(sa.text(sql), params or {})
+        except sa.exc.DBAPIError as exc:
+            raise self.dialect.translate_error(exc, table=self.table, step=self.step, statement=sql) from exc
 
     def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> int:
-        log.debug("SQL: %s", sql)
-        result = self.sa.execute(sa.text(sql), params or {})
+        result = self._run(sql, params)
         return result.rowcount if result.rowcount is not None else -1
 
     def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        log.debug("SQL: %s", sql)
-        return [tuple(r) for r in self.sa.execute(sa.text(sql), params or {}).fetchall()]
+        return [tuple(r) for r in self._run(sql, params).fetchall()]
 
     def fetchone(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
-        log.debug("SQL: %s", sql)
-        row = self.sa.execute(sa.text(sql), params or {}).fetchone()
+        row = self._run(sql, params).fetchone()
         return tuple(row) if row is not None else None
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -58,11 +82,22 @@ class Target:
         self.engine = engine
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        # A single-writer target (DuckDB file) is used by one process at a time: wait for it, do not fail.
-
-        with target_lock(self), self.engine.begin() as c:
-            yield Connection(c, self.dialect)
+    def begin(self, *, table: str | None = None, step: str | None = None) -> Iterator[Connection]:
+        """One transaction; every driver error inside it (connecting, a statement, a bulk path, the commit)
+        becomes a TargetError naming the table, the step and the statement (transient ones retryable)."""
+        conn: Connection | None = None
+        try:
+            # A single-writer target (DuckDB file) is used by one process at a time: wait for it, do not fail.
+            with target_lock(self), self.engine.begin() as c:
+                conn = Connection(c, self.dialect, table, step)
+                yield conn
+        except CbmError:
+            raise
+        except Exception as exc:
+            if not is_driver_error(exc):
+                raise
+            statement = conn.last_statement if conn is not None else "(connecting to the target)"
+            raise self.dialect.translate_error(exc, table=table, step=step, statement=statement) from exc
 
     def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self.begin() as c:

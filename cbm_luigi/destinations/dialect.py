@@ -312,11 +312,22 @@ class Dialect:
     def is_transient(self, exc: BaseException) -> bool:
         return False
 
-    def translate_error(self, exc: BaseException, *, table: str, step: str, statement: str = "") -> CbmError:
+    def translate_error(self, exc: BaseException, *, table: str | None, step: str | None,
+                        statement: str = "") -> CbmError:
+        """A driver error as a TargetError: the driver's first line, the table and step, the statement."""
+        if isinstance(exc, CbmError):
+            return exc
         first = statement.strip().splitlines()[0][:200] if statement.strip() else ""
         where = f" in statement: {first}" if first else ""
         orig = getattr(exc, "orig", None) or exc
-        msg = f"table {table}, step {step}: {type(orig).__name__}: {str(orig).strip().splitlines()[0][:500]}{where}"
+        text = str(orig).strip().splitlines()[0][:500] if str(orig).strip() else ""
+        msg = f"{error_context(self.title, table, step)}: {type(orig).__name__}: {text}{where}"
         return TransientTargetError(msg) if self.is_transient(exc) else TargetError(msg)
+
+
+def error_context(title: str, table: str | None, step: str | None) -> str:
+    """``table produit, step merge_ods`` (or the target database when no table is at hand)."""
+    parts = [f"table {table}" if table else f"{title} target", f"step {step}" if step else ""]
+    return ", ".join(p for p in parts if p)
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cbm_luigi.errors import MetadataError
 from cbm_luigi.model.naming import match_name
 from cbm_luigi.model.specs import PRIORITIES, default_priority
+from cbm_luigi.model.values import truthy
 
 if TYPE_CHECKING:
     pass
@@ -36,12 +37,6 @@ T = TypeVar("T")
 
 #: Luigi priority of each tier (Luigi runs the ready task of highest priority first).
 TIER_PRIORITY = {"critical": 300, "high": 200, "normal": 100}
-
-
-def truthy(v: Any) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("1", "true", "yes", "y", "t")
-    return bool(v)
 
 
 def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:

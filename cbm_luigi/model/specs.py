@@ -137,10 +137,6 @@ class SyncReport:
         return "; ".join(parts)
 
 
-def _truthy(v: Any) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("1", "true", "yes", "y", "t")
-    return bool(v)
 
 
 def default_priority(notes: Any, is_dimension: bool, is_fact: bool) -> str:

@@ -35,7 +35,6 @@ from cbm_luigi.alerts.notify import (
     WARNING,
     Alert,
     AlertLog,
-    AlertSettings,
     Delivery,
     Notifier,
     excerpt,
@@ -43,9 +42,11 @@ from cbm_luigi.alerts.notify import (
     fmt_seconds,
     task_link,
 )
+from cbm_luigi.config.alerts import AlertSettings
 from cbm_luigi.config.secrets import redact
 from cbm_luigi.destinations.client import Target
-from cbm_luigi.model.specs import _truthy, default_priority
+from cbm_luigi.model.specs import default_priority
+from cbm_luigi.model.values import truthy
 from cbm_luigi.store.schema import ETL_LOG, ETL_TABLES
 
 log = logging.getLogger(__name__)
@@ -97,12 +98,12 @@ def compute_sla(target: Target, now: datetime) -> list[SlaRow]:
     ))
     out = []
     for name, tier, sla, active, notes, is_dim, is_fact in tables:
-        if not _truthy(active):
+        if not truthy(active):
             continue
         sla_hours = float(sla) if sla is not None else 24.0
         ts = _dt(last.get(name))
         hours = round((now - ts).total_seconds() / 3600, 2) if ts else None
-        priority = str(tier or "").strip().lower() or default_priority(notes, _truthy(is_dim), _truthy(is_fact))
+        priority = str(tier or "").strip().lower() or default_priority(notes, truthy(is_dim), truthy(is_fact))
         out.append(SlaRow(name, priority, sla_hours, ts, hours, sla_status(hours, sla_hours)))
     return out
 

@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from cbm_luigi.alerts.notify import build_channels, load_alert_settings, scheduler_web_url
+from cbm_luigi.alerts.notify import build_channels
+from cbm_luigi.config.alerts import load_alert_settings, scheduler_web_url
 from cbm_luigi.config.secrets import redact
 from cbm_luigi.config.settings import Settings, load_dotenv_once, load_settings
 from cbm_luigi.destinations import dialect_for_url, open_target

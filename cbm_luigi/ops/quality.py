@@ -43,6 +43,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from cbm_luigi.config.options import quality_option
 from cbm_luigi.destinations.client import Target
 from cbm_luigi.errors import ConfigError, DataError, MetadataError
 from cbm_luigi.model.naming import match_name
@@ -88,7 +89,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 def dq_dir() -> Path:
     """Folder of the rules files (``CBM_DQ_DIR``, default ``config/data_quality``)."""
-    return Path(reports.extra_setting("CBM_DQ_DIR", "dq_dir"))
+    return Path(quality_option("dq_dir"))
 
 
 # -- the rules file ------------------------------------------------------------------------------------------------

@@ -25,9 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import luigi
-
-from cbm_luigi.config.settings import expand_env, load_dotenv_once
+from cbm_luigi.config.options import reports_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +37,6 @@ STATUS_CLASS = {
 }
 
 
-class cbm_quality(luigi.Config):  # lower case: luigi maps the class name to the [cbm_quality] section
-    """The ``[cbm_quality]`` section of luigi.cfg (each option overridden by its CBM_* variable)."""
-
-    reports_dir = luigi.Parameter(default="reports", description="CBM_REPORTS_DIR: base folder of the reports")
-    dq_dir = luigi.Parameter(default="config/data_quality", description="CBM_DQ_DIR: data-quality rules files")
-    validate_memory = luigi.Parameter(default="1GB", description="CBM_VALIDATE_MEMORY: DuckDB memory to compare")
-
-
-def extra_setting(env: str, key: str) -> str:
-    """A ``[cbm_quality]`` setting: environment > .env > luigi.cfg > default; ``${NAME}`` expanded."""
-    load_dotenv_once()
-    raw = os.environ.get(env)
-    if raw is None or raw == "":
-        raw = str(getattr(cbm_quality(), key))
-    return expand_env(raw, env)
-
-
-def reports_dir() -> Path:
-    """Base folder of the reports (``CBM_REPORTS_DIR``, default ``reports``)."""
-    return Path(extra_setting("CBM_REPORTS_DIR", "reports_dir"))
 
 
 def stamp(ts: datetime | None = None) -> str:

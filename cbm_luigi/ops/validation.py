@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from cbm_luigi.config.options import quality_option
 from cbm_luigi.config.settings import Settings, load_settings
 from cbm_luigi.destinations import open_target
 from cbm_luigi.destinations.client import Target
@@ -518,7 +519,7 @@ def run_validation(tables: Sequence[str], *, sample: int = 10, column_diff: bool
     s = settings or load_settings()
     target = open_target(s.target)
     store = MetadataStore(target)
-    memory = reports.extra_setting("CBM_VALIDATE_MEMORY", "validate_memory")
+    memory = quality_option("validate_memory")
     results: list[TableValidation] = []
     s.cache_dir.mkdir(parents=True, exist_ok=True)
     with open_source(s) as source:

@@ -51,7 +51,7 @@ def merge(target: Target, spec: TableSpec, manifest: Manifest, flow_seconds: flo
     """MERGE staging into the ODS with watermark, marker and run-log rows in one transaction."""
     d = target.dialect
     started = time.perf_counter()
-    with target.begin() as conn:
+    with target.begin(table=spec.table_name, step="merge_ods") as conn:
         state = staging_state(target, spec.table_name, conn)
         if state is None or state.batch != manifest.batch:
             held = state.batch if state else "nothing"

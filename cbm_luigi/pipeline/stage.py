@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from cbm_luigi.destinations.client import Connection, Target
+from cbm_luigi.destinations.client import Connection, Target, is_driver_error
 from cbm_luigi.destinations.ddl import ColumnDef
 from cbm_luigi.errors import DataError, TargetError
 from cbm_luigi.model.naming import quote_ident as _dq
@@ -89,7 +89,7 @@ def stage(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[P
     columns = [*manifest.columns, *TECHNICAL_COLUMNS]
     if d.stages_on_own_connection:
         return _stage_on_own_connection(target, spec, manifest, files, columns, started)
-    with target.begin() as conn:
+    with target.begin(table=spec.table_name, step="load_staging") as conn:
         target.ensure_table(conn, "stg", spec.sql_name, d.staging_columns(spec))
         conn.execute(d.truncate_sql("stg", spec.sql_name))
         rows = d.load_staging(conn, spec, files, columns)
@@ -113,12 +113,18 @@ def _stage_on_own_connection(target: Target, spec: TableSpec, manifest: Manifest
     staging recorded as holding nothing, and the next run reloads it from the parquet cache.
     """
     d = target.dialect
-    with target.begin() as conn:
+    with target.begin(table=spec.table_name, step="load_staging") as conn:
         target.ensure_table(conn, "stg", spec.sql_name, d.staging_columns(spec))
         clear_staging_state(conn, spec.table_name)
         conn.execute(d.truncate_sql("stg", spec.sql_name))
-    loaded = d.bulk_load_staging(target, spec, files, columns)
-    with target.begin() as conn:
+    try:
+        loaded = d.bulk_load_staging(target, spec, files, columns)
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
+        raise d.translate_error(exc, table=spec.table_name, step="load_staging",
+                                statement=f"bulk copy into stg.{spec.sql_name}") from exc
+    with target.begin(table=spec.table_name, step="load_staging") as conn:
         held = int(conn.scalar(d.count_staged_sql(spec)) or 0)
         if held != manifest.rows or (loaded >= 0 and loaded != manifest.rows):
             raise TargetError(
@@ -146,7 +152,7 @@ class StagingWhileExtracting:
         self.spec = spec
         self._stack = ExitStack()
         try:
-            self.conn = self._stack.enter_context(target.begin())
+            self.conn = self._stack.enter_context(target.begin(table=spec.table_name, step="load_staging"))
             target.ensure_table(self.conn, "stg", spec.sql_name, d.staging_columns(spec))
             self.conn.execute(d.truncate_sql("stg", spec.sql_name))
             columns = [*(c.sql_name for c in spec.loaded_columns), *TECHNICAL_COLUMNS]

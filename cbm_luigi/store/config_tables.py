@@ -23,11 +23,11 @@ from cbm_luigi.model.specs import (
     ColumnSpec,
     SyncReport,
     TableSpec,
-    _truthy,
     default_priority,
     parse_lookback,
 )
 from cbm_luigi.model.types import STRING
+from cbm_luigi.model.values import truthy
 from cbm_luigi.store.schema import ETL_COLUMNS, ETL_DEPENDENCIES, ETL_TABLES, has_metadata
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class MetadataStore:
         q = self.d.quote
         sql = f"SELECT {q('TableName')}, {q('IsActive')} FROM {self._t(ETL_TABLES)} ORDER BY {q('TableName')}"
         rows = self.target.fetchall(sql)
-        return [r[0] for r in rows if not active_only or _truthy(r[1])]
+        return [r[0] for r in rows if not active_only or truthy(r[1])]
 
     def resolve_table(self, name: str) -> str:
         """Return the registered TableName for ``name`` in source or SQL-safe form, case-insensitive."""
@@ -111,7 +111,7 @@ class MetadataStore:
         if precision not in PRECISIONS:
             raise MetadataError(f"table {table}: DateModifPrecision {precision!r} must be 'date' or 'datetime'")
         priority = str(r["PriorityTier"] or "").strip().lower() or default_priority(
-            r["Notes"], _truthy(r["IsDimension"]), _truthy(r["IsFact"])
+            r["Notes"], truthy(r["IsDimension"]), truthy(r["IsFact"])
         )
         if priority not in PRIORITIES:
             raise MetadataError(f"table {table}: PriorityTier {priority!r} must be one of {', '.join(PRIORITIES)}")
@@ -122,17 +122,17 @@ class MetadataStore:
             sql_name=str(r["SqlName"]),
             destination_table=str(r["DestinationTable"]),
             primary_key=pk,
-            has_timestamps=_truthy(r["HasTimestamps"]),
+            has_timestamps=truthy(r["HasTimestamps"]),
             date_modif_col=dmc_sql,
             date_modif_precision=precision,
-            is_dimension=_truthy(r["IsDimension"]),
-            is_fact=_truthy(r["IsFact"]),
+            is_dimension=truthy(r["IsDimension"]),
+            is_fact=truthy(r["IsFact"]),
             lookback=lookback,
             filter_clause=(str(r["FilterClause"]).strip() or None) if r["FilterClause"] else None,
             priority=priority,
-            is_active=_truthy(r["IsActive"]),
+            is_active=truthy(r["IsActive"]),
             sla_hours=float(r["SLAHours"]) if r["SLAHours"] is not None else 24.0,
-            delete_detection=_truthy(r["DeleteDetection"]) if r["DeleteDetection"] is not None else False,
+            delete_detection=truthy(r["DeleteDetection"]) if r["DeleteDetection"] is not None else False,
             delete_guard_pct=float(r["DeleteGuardPct"]) if r["DeleteGuardPct"] is not None else 10.0,
             notes=r["Notes"],
             columns=columns,
@@ -153,10 +153,10 @@ class MetadataStore:
             out.append(ColumnSpec(
                 column_name=r["ColumnName"], sql_name=r["SqlName"], logical_type=r["LogicalType"] or STRING,
                 source_type=r["DataType"] or "", width=r["CharMaxLength"], precision=r["NumericPrecision"],
-                scale=r["NumericScale"], nullable=_truthy(r["IsNullable"]) if r["IsNullable"] is not None else True,
+                scale=r["NumericScale"], nullable=truthy(r["IsNullable"]) if r["IsNullable"] is not None else True,
                 position=int(r["OrdinalPosition"] or 0), extent=int(r["Extent"] or 0),
                 # A column gone from the source is no longer extracted (its ODS column is kept).
-                is_excluded=_truthy(r["IsExcluded"]) or (r["IsInSource"] is not None and not _truthy(r["IsInSource"])),
+                is_excluded=truthy(r["IsExcluded"]) or (r["IsInSource"] is not None and not truthy(r["IsInSource"])),
                 notes=r["Notes"],
             ))
         return tuple(out)
@@ -173,7 +173,7 @@ class MetadataStore:
         rows = self.target.fetchall(
             f"SELECT {q('TableName')}, {q('DependsOn')}, {q('IsActive')} FROM {self._t(ETL_DEPENDENCIES)}"
         )
-        return [(r[0], r[1]) for r in rows if _truthy(r[2])]
+        return [(r[0], r[1]) for r in rows if truthy(r[2])]
 
     # -- writing ------------------------------------------------------------------------------------------------
     def sync_columns(self, table_name: str, catalog: Sequence[CatalogColumn], source_expression: Any) -> SyncReport:
@@ -329,7 +329,7 @@ class MetadataStore:
             f"SELECT {q('ColumnName')}, {q('IsInSource')} FROM {self._t(ETL_COLUMNS)} WHERE {q('TableName')} = :t",
             {"t": table},
         )
-        return {r[0] for r in rows if r[1] is None or _truthy(r[1])}
+        return {r[0] for r in rows if r[1] is None or truthy(r[1])}
 
     def exclude_columns(self, table: str, notes: dict[str, str]) -> list[str]:
         """Set IsExcluded on the given columns (ColumnName -> note appended to Notes), in one transaction.

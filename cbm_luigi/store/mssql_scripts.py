@@ -1,6 +1,6 @@
 """The DBA scripts of ``sql/mssql/``: schemas, metadata tables, views and roles of a SQL Server target, as T-SQL.
 
-Generated from the SQL Server dialect and the store's table descriptions; pinned by tests/test_mssql_sql.py
+Generated from the SQL Server dialect and the store's table descriptions; pinned by tests/destinations/test_mssql_golden.py
 (``CBM_UPDATE_GOLDEN=1`` rewrites them).
 """
 
@@ -27,7 +27,7 @@ def scripts() -> dict[str, str]:
 
     def script(title: str, statements: Sequence[str]) -> str:
         head = (f"-- {title}\n-- Generated from cbm_luigi/store/mssql_scripts.py (CBM_UPDATE_GOLDEN=1 python -m pytest "
-                "tests/test_mssql_sql.py); do not edit by hand.\n-- Idempotent: safe to run again. Run with "
+                "tests/destinations/test_mssql_golden.py); do not edit by hand.\n-- Idempotent: safe to run again. Run with "
                 "sqlcmd -b -i <file> or in SSMS (GO separates the batches).\n\n")
         return head + "".join(f"{s};\nGO\n\n" for s in statements).rstrip("\n") + "\n"
 

@@ -12,7 +12,6 @@ import luigi
 from cbm_luigi.alerts.notify import notify_failure
 from cbm_luigi.config.options import cbm_option
 from cbm_luigi.destinations.dialect import MergeCounts
-from cbm_luigi.errors import CbmError
 from cbm_luigi.model.plan import TIER_PRIORITY
 from cbm_luigi.model.specs import TableSpec
 from cbm_luigi.ops.quality import check_before_merge
@@ -235,13 +234,7 @@ class LoadStaging(TableStep):
         started = time.perf_counter()
 
         def attempt() -> None:
-            try:
-                stage(target(), self.spec, manifest, manifest.paths(self.extract_path()))
-            except CbmError:
-                raise
-            except Exception as exc:
-                raise target().dialect.translate_error(exc, table=self.spec.table_name,
-                                                       step=self.step_name) from exc
+            stage(target(), self.spec, manifest, manifest.paths(self.extract_path()))
 
         call_with_retry(attempt, what=f"{self.spec.table_name}: staging", on_retry=self.retrying)
         seconds = time.perf_counter() - started
@@ -292,14 +285,8 @@ class MergeOds(TableStep):
         self.percent(0)
 
         def attempt() -> MergeCounts:
-            try:
-                return merge(target(), self.spec, manifest,
-                             flow_seconds=manifest.extract_seconds + (time.perf_counter() - started))
-            except CbmError:
-                raise
-            except Exception as exc:
-                raise target().dialect.translate_error(exc, table=self.spec.table_name,
-                                                       step=self.step_name) from exc
+            return merge(target(), self.spec, manifest,
+                         flow_seconds=manifest.extract_seconds + (time.perf_counter() - started))
 
         counts = call_with_retry(attempt, what=f"{self.spec.table_name}: merge", on_retry=self.retrying)
         self.percent(100)

@@ -1,5 +1,5 @@
 -- Schemas: config (metadata), etl (run log), stg (staging), ods (the copy).
--- Generated from cbm_luigi/destinations/mssql.py (CBM_UPDATE_GOLDEN=1 python -m pytest tests/test_mssql_sql.py); do not edit by hand.
+-- Generated from cbm_luigi/store/mssql_scripts.py (CBM_UPDATE_GOLDEN=1 python -m pytest tests/destinations/test_mssql_golden.py); do not edit by hand.
 -- Idempotent: safe to run again. Run with sqlcmd -b -i <file> or in SSMS (GO separates the batches).
 
 IF SCHEMA_ID(N'config') IS NULL EXEC(N'CREATE SCHEMA [config]');

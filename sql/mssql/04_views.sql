@@ -1,5 +1,5 @@
 -- Monitoring views: etl.vw_LastRuns, etl.vw_TablePerformance, etl.vw_SLABreach.
--- Generated from cbm_luigi/destinations/mssql.py (CBM_UPDATE_GOLDEN=1 python -m pytest tests/test_mssql_sql.py); do not edit by hand.
+-- Generated from cbm_luigi/store/mssql_scripts.py (CBM_UPDATE_GOLDEN=1 python -m pytest tests/destinations/test_mssql_golden.py); do not edit by hand.
 -- Idempotent: safe to run again. Run with sqlcmd -b -i <file> or in SSMS (GO separates the batches).
 
 CREATE OR ALTER VIEW [etl].[vw_LastRuns] AS

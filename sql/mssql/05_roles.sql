@@ -1,5 +1,5 @@
 -- Least-privilege roles: cbm_etl (nightly loads) and cbm_etl_deploy (also init-db). See sql/mssql/README.md.
--- Generated from cbm_luigi/destinations/mssql.py (CBM_UPDATE_GOLDEN=1 python -m pytest tests/test_mssql_sql.py); do not edit by hand.
+-- Generated from cbm_luigi/store/mssql_scripts.py (CBM_UPDATE_GOLDEN=1 python -m pytest tests/destinations/test_mssql_golden.py); do not edit by hand.
 -- Idempotent: safe to run again. Run with sqlcmd -b -i <file> or in SSMS (GO separates the batches).
 
 IF DATABASE_PRINCIPAL_ID(N'cbm_etl') IS NULL EXEC(N'CREATE ROLE [cbm_etl]');

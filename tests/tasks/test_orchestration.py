@@ -32,7 +32,7 @@ from cbm_luigi.store.schema import init_db
 from cbm_luigi.tasks.context import clear_caches, settings
 from cbm_luigi.tasks.wrappers import LoadAll
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TABLES = [t.name for t in demo_data.DEMO_TABLES]  # client, produit: critical; fournis, lignecli: high; hisprixa
 odbc = [pytest.mark.postgres, pytest.mark.odbc]
 

@@ -19,7 +19,7 @@ from cbm_luigi.destinations.client import Target
 from cbm_luigi.errors import TargetError
 from cbm_luigi.ops.cache import DAY, cleanup_cache, plan_cleanup
 from cbm_luigi.pipeline.extract import MANIFEST, Manifest
-from cbm_luigi.store import runlog
+from cbm_luigi.store import markers, runlog
 from cbm_luigi.store.schema import ETL_STAGING_STATE, init_db
 from cbm_luigi.tasks.context import clear_caches, settings
 from cbm_luigi.tasks.table import LoadStaging
@@ -46,7 +46,7 @@ def make_extract(cache: Path, table: str, batch: str, mode: str = "incremental",
 
 def finish(t: Target, table: str, batch: str) -> None:
     with t.begin() as conn:
-        runlog.write_marker(conn, table, batch, "incremental")
+        markers.write_marker(conn, table, batch, "incremental")
 
 
 def stage_holds(t: Target, table: str, batch: str) -> None:

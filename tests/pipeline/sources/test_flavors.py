@@ -1,8 +1,8 @@
 """Golden SQL of the ``progress`` flavour: no Progress server runs here, so its SQL is pinned.
 
-Regenerate after a deliberate change with ``CBM_UPDATE_GOLDEN=1 python -m pytest tests/test_progress_sql.py``
+Regenerate after a deliberate change with ``CBM_UPDATE_GOLDEN=1 python -m pytest tests/pipeline/sources/test_flavors.py``
 and review the diff.  (The same flavour also runs for real against PostgreSQL's SYSPROGRESS emulation in
-tests/test_pipeline.py.)
+tests/tasks/test_pipeline.py.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from cbm_luigi.model.specs import ColumnSpec, TableSpec
 from cbm_luigi.model.types import DATE, DECIMAL, INTEGER, STRING, TIMESTAMP
 from cbm_luigi.pipeline.sources.flavors import ProgressFlavor, Window, incremental_window
 
-GOLDEN = Path(__file__).parent / "golden" / "progress"
+GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "progress"
 FLAVOR = ProgressFlavor()
 
 

@@ -60,7 +60,7 @@ def test_priority_defaults_from_notes_and_flags() -> None:
 
 
 def test_environment_wins_over_dotenv_and_luigi_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cbm_luigi.config as config
+    import cbm_luigi.config.settings as config
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "luigi.cfg").write_text("[cbm]\nsource_schema=FROMCFG\nsource_flavor=postgresql\n"

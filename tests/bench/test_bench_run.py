@@ -20,7 +20,7 @@ from helpers import norm
 from cbm_luigi.cli import main as cbm_etl
 from cbm_luigi.model.naming import sql_safe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

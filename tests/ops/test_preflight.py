@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alert_servers import Recorder, closed_port
 from conftest import configure, pg_params
 from helpers import register_demo_tables
-from test_alerts import Recorder, closed_port
 
 from cbm_luigi.ops.preflight import FAIL, OK, WARN, Check, Preflight, odbc_driver_name
 

@@ -26,7 +26,7 @@ from helpers import ods_rows, pg_source_rows, register_demo_tables
 from cbm_luigi.demo import data as demo_data
 from cbm_luigi.tasks.context import clear_caches
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 TABLES = [t.name for t in demo_data.DEMO_TABLES]
 

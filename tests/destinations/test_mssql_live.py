@@ -1,7 +1,7 @@
 """Opt-in: the SQL Server path against a real server (CBM_TEST_MSSQL_URL; docs/SQLSERVER.md starts one in Docker).
 
 Each test gets a fresh database (fixture ``mssql_database``).  The demo's SQLite source feeds the loads, so no
-PostgreSQL is needed; the parametrised pipeline tests of tests/test_pipeline.py also run against the server
+PostgreSQL is needed; the parametrised pipeline tests of tests/tasks/test_pipeline.py also run against the server
 (``target_url`` case "mssql").  Without CBM_TEST_MSSQL_URL every test here skips, saying how to enable it.
 """
 

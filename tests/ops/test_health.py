@@ -9,18 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from test_alerts import Recorder, card_of, closed_port, facts_of, fast
+from alert_servers import Recorder, card_of, closed_port, facts_of, fast
 
-from cbm_luigi.alerts.notify import (
-    CRITICAL,
-    INFO,
-    OK,
-    REPEATED_FAILURES,
-    SLA,
-    SUMMARY,
-    WARNING,
-    AlertSettings,
-)
+from cbm_luigi.alerts.notify import CRITICAL, INFO, OK, REPEATED_FAILURES, SLA, SUMMARY, WARNING
+from cbm_luigi.config.alerts import AlertSettings
 from cbm_luigi.destinations import open_target
 from cbm_luigi.destinations.client import Target
 from cbm_luigi.ops.health import HealthCheck, compute_sla, sla_from_view, sla_status

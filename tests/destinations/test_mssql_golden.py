@@ -1,7 +1,7 @@
 """Golden T-SQL of the SQL Server dialect: no SQL Server runs here, so every statement it emits is pinned and
 parsed as T-SQL (sqlglot, ``read="tsql"``), and the DBA scripts in sql/mssql/ must equal what it generates.
 
-Regenerate after a deliberate change with ``CBM_UPDATE_GOLDEN=1 python -m pytest tests/test_mssql_sql.py``
+Regenerate after a deliberate change with ``CBM_UPDATE_GOLDEN=1 python -m pytest tests/destinations/test_mssql_golden.py``
 (rewrites tests/golden/mssql/ and sql/mssql/*.sql) and review the diff.
 """
 
@@ -41,8 +41,8 @@ from cbm_luigi.store.mssql_scripts import scripts
 from cbm_luigi.store.schema import init_statements
 from cbm_luigi.store.views import monitoring_views
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).parent / "golden" / "mssql"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "mssql"
 SCRIPTS = ROOT / "sql" / "mssql"
 UPDATE = os.environ.get("CBM_UPDATE_GOLDEN") == "1"
 D = MssqlDialect()
@@ -118,7 +118,7 @@ class RecordingTarget(Target):
         self.existing_ods = list(existing_ods)
 
     @contextmanager
-    def begin(self) -> Iterator[Any]:
+    def begin(self, **_context: Any) -> Iterator[Any]:
         self.log.append(("BEGIN TRANSACTION", []))
         yield Recorder(self.log, {"[ETL_StagingState]": ("2026-11-25", "incremental", 10, None),
                                   "FROM @actions": (4, 3)})
@@ -308,7 +308,7 @@ def test_scripts_in_sql_mssql_are_what_the_dialect_generates() -> None:
     assert committed == sorted(generated), "sql/mssql/*.sql differ from the generated set (CBM_UPDATE_GOLDEN=1)"
     for name, text in generated.items():
         assert (SCRIPTS / name).read_text(encoding="utf-8") == text, (
-            f"sql/mssql/{name} drifted from the dialect: CBM_UPDATE_GOLDEN=1 python -m pytest tests/test_mssql_sql.py"
+            f"sql/mssql/{name} drifted from the dialect: CBM_UPDATE_GOLDEN=1 python -m pytest tests/destinations/test_mssql_golden.py"
         )
     readme = (SCRIPTS / "README.md").read_text(encoding="utf-8")
     for name in generated:
