@@ -11,9 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cbm_luigi.destinations.ddl import ColumnDef, needs_widening
 from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.destinations.locking import target_lock
+from cbm_luigi.destinations.types import ColumnDef, needs_widening
 from cbm_luigi.errors import CbmError
 
 log = logging.getLogger(__name__)

@@ -1,45 +1,78 @@
-"""Neutral DDL pieces: a column to create (:class:`ColumnDef`) and the rule of schema drift (:func:`needs_widening`).
+"""DDL and the SQL pieces the store builds on: schemas, tables, added and widened columns, views, row locks,
+the time functions of the monitoring views.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from cbm_luigi.model.meta import MetaTable
+from cbm_luigi.model.types import (
+    FLOAT,
+)
+
+if TYPE_CHECKING:
+    pass
+
+from cbm_luigi.destinations.types import ColumnDef, TypeMapping
 
 
-@dataclass(frozen=True)
-class ColumnDef:
-    """A column of a table to create: name (unquoted), DDL type, nullability."""
+class DdlSql(TypeMapping):
+    """CREATE / ALTER statements and the small expressions other SQL is built from."""
 
-    name: str
-    type: str
-    nullable: bool = True
+    # -- DDL --------------------------------------------------------------------------------------------------
+    def create_schema_sql(self, schema: str) -> str:
+        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
 
+    def create_table_sql(self, schema: str, table: str, columns: Sequence[ColumnDef],
+                         primary_key: Sequence[str] = ()) -> str:
+        lines = [f"    {self.quote(c.name)} {c.type}{'' if c.nullable else ' NOT NULL'}" for c in columns]
+        if primary_key:
+            lines.append(f"    PRIMARY KEY ({', '.join(self.quote(k) for k in primary_key)})")
+        body = ",\n".join(lines)
+        return f"CREATE TABLE IF NOT EXISTS {self.qualified(schema, table)} (\n{body}\n)"
 
-_DDL_TYPE = re.compile(r"^\s*([A-Za-z ]+?)\s*(?:\(\s*(\w+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+    def add_column_sql(self, schema: str, table: str, column: ColumnDef) -> str:
+        return f"ALTER TABLE {self.qualified(schema, table)} ADD COLUMN {self.quote(column.name)} {column.type}"
 
+    def meta_table_sql(self, meta: MetaTable) -> str:
+        cols = [ColumnDef(c.name, self.column_type(c.logical_type, c.width, c.precision, c.scale), c.nullable)
+                for c in meta.columns]
+        return self.create_table_sql(meta.schema, meta.name, cols, meta.primary_key)
 
-_INTEGER_NAMES = {"integer", "int", "int4", "smallint", "int2"}
+    # -- monitoring views (ANSI; a dialect overrides the time functions or the whole SELECT) --------------------
+    def now_sql(self) -> str:
+        """The current local time, as naive as etl.ETL_Log.LogTs (written from the loading host's clock)."""
+        return "LOCALTIMESTAMP"
 
+    def seconds_between_sql(self, start: str, end: str) -> str:
+        return f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS {self.column_type(FLOAT)})"
 
-def needs_widening(wanted: str, data_type: Any, char_length: Any, precision: Any, scale: Any) -> bool:
-    """True when the wanted DDL type holds more than the existing column: a decimal with more digits (same
-    scale), a longer bounded string (or an unbounded one), an integer that became a bigint.  Never narrows,
-    never changes a type family."""
-    m = _DDL_TYPE.match(wanted)
-    if not m:
-        return False
-    base, size, wanted_scale = m.group(1).strip().lower(), m.group(2), m.group(3)
-    have = str(data_type or "").strip().lower()
-    if base in ("decimal", "numeric") and size and size.isdigit():
-        if not have.startswith(("decimal", "numeric")) or precision is None:
-            return False
-        return int(size) > int(precision) and int(wanted_scale or 0) == int(scale or 0)
-    if base in ("nvarchar", "varchar", "nchar", "char") and char_length not in (None, -1):
-        if not have.startswith(("nvarchar", "varchar", "nchar", "char", "character")):
-            return False
-        return size is not None and (size.lower() == "max" or (size.isdigit() and int(size) > int(char_length)))
-    if base == "bigint":
-        return have in _INTEGER_NAMES
-    return False
+    def days_ago_sql(self, days: int) -> str:
+        return f"{self.now_sql()} - INTERVAL '{int(days)} days'"
+
+    def true_sql(self) -> str:
+        return "TRUE"
+
+    def create_view_sql(self, schema: str, name: str, select: str) -> str:
+        return f"CREATE OR REPLACE VIEW {self.qualified(schema, name)} AS\n{select}"
+
+    def existing_columns_sql(self) -> str:
+        """Columns of a table: name, type name, character length, numeric precision, numeric scale."""
+        return ("SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale "
+                "FROM information_schema.columns "
+                "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position")
+
+    def alter_column_type_sql(self, schema: str, table: str, column: ColumnDef) -> str:
+        return (f"ALTER TABLE {self.qualified(schema, table)} ALTER COLUMN {self.quote(column.name)} "
+                f"TYPE {column.type}")
+
+    def existing_columns_params(self) -> dict[str, str]:
+        return {}
+
+    def row_lock_clauses(self) -> tuple[str, str]:
+        """(table hint, statement suffix) that make a SELECT lock the rows it reads until the transaction ends:
+        ``FOR UPDATE`` on PostgreSQL, ``WITH (UPDLOCK, HOLDLOCK)`` on SQL Server; none where one writer at a time
+        is the rule (DuckDB)."""
+        return "", ""

@@ -14,7 +14,8 @@ from typing import ClassVar
 import sqlalchemy as sa
 
 from cbm_luigi.destinations.client import Connection
-from cbm_luigi.destinations.dialect import Dialect, MergeCounts
+from cbm_luigi.destinations.dialect import Dialect
+from cbm_luigi.destinations.merge import MergeCounts
 from cbm_luigi.errors import TargetError
 from cbm_luigi.model.specs import TableSpec
 from cbm_luigi.model.types import (

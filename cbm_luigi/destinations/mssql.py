@@ -47,8 +47,10 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from cbm_luigi.destinations.client import Connection
-from cbm_luigi.destinations.ddl import ColumnDef
-from cbm_luigi.destinations.dialect import Dialect, MergeCounts, error_context
+from cbm_luigi.destinations.dialect import Dialect
+from cbm_luigi.destinations.errors import error_context
+from cbm_luigi.destinations.merge import MergeCounts
+from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.errors import CbmError, ConfigError, DataError, TargetError, TransientTargetError
 from cbm_luigi.model.specs import TableSpec
 from cbm_luigi.model.types import (

@@ -18,8 +18,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from cbm_luigi.destinations.client import Connection
-from cbm_luigi.destinations.ddl import ColumnDef
 from cbm_luigi.destinations.dialect import Dialect
+from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.model.binary import hex_text
 from cbm_luigi.model.specs import TableSpec
 
