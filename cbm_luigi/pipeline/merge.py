@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 
 from cbm_luigi.destinations.client import Connection, Target
-from cbm_luigi.destinations.dialect import MergeCounts
+from cbm_luigi.destinations.merge import MergeCounts
 from cbm_luigi.errors import DataError, TargetError
 from cbm_luigi.model.specs import TableSpec
 from cbm_luigi.pipeline.extract import Manifest

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from cbm_luigi.destinations.client import Connection, Target, is_driver_error
-from cbm_luigi.destinations.ddl import ColumnDef
+from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.errors import DataError, TargetError
 from cbm_luigi.model.naming import quote_ident as _dq
 from cbm_luigi.model.specs import TableSpec

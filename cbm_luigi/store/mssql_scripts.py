@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cbm_luigi.destinations.ddl import ColumnDef
 from cbm_luigi.destinations.mssql import DEPLOY_ROLE, ROLE, MssqlDialect, role_statements
+from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.model.meta import MetaTable
 from cbm_luigi.store.schema import METADATA_TABLES, SCHEMAS
 from cbm_luigi.store.views import view_statements

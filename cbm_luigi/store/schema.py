@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from cbm_luigi.destinations.client import Target
-from cbm_luigi.destinations.ddl import ColumnDef
 from cbm_luigi.destinations.dialect import Dialect
+from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.model.meta import MetaColumn, MetaTable
 from cbm_luigi.model.types import BIGINT, BOOLEAN, FLOAT, INTEGER, STRING, TIMESTAMP
 from cbm_luigi.store.views import view_statements

@@ -11,7 +11,7 @@ import luigi
 
 from cbm_luigi.alerts.notify import notify_failure
 from cbm_luigi.config.options import cbm_option
-from cbm_luigi.destinations.dialect import MergeCounts
+from cbm_luigi.destinations.merge import MergeCounts
 from cbm_luigi.model.plan import TIER_PRIORITY
 from cbm_luigi.model.specs import TableSpec
 from cbm_luigi.ops.quality import check_before_merge

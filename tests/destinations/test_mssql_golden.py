@@ -19,7 +19,7 @@ import sqlglot
 from sqlglot import exp
 
 from cbm_luigi.destinations.client import Target
-from cbm_luigi.destinations.ddl import ColumnDef
+from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.destinations.mssql import MssqlDialect
 from cbm_luigi.model.specs import ColumnSpec, TableSpec
 from cbm_luigi.model.types import (

@@ -20,7 +20,7 @@ from conftest import build, configure
 from cbm_luigi.commands.setup import sync_tables
 from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
-from cbm_luigi.destinations.ddl import ColumnDef
+from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.destinations.mssql import DEPLOY_ROLE, ROLE
 from cbm_luigi.store.config_tables import MetadataStore
 from cbm_luigi.store.mssql_scripts import scripts

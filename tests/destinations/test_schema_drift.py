@@ -9,7 +9,7 @@ from conftest import build, configure
 
 from cbm_luigi.cli import main
 from cbm_luigi.destinations import open_target
-from cbm_luigi.destinations.ddl import needs_widening
+from cbm_luigi.destinations.types import needs_widening
 from cbm_luigi.tasks.context import clear_caches, settings
 from cbm_luigi.tasks.wrappers import LoadTable
 
