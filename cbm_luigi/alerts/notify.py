@@ -31,8 +31,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
@@ -48,7 +47,7 @@ from cbm_luigi.config.alerts import AlertSettings, EmailSettings, load_alert_set
 from cbm_luigi.config.run import RUN_ID
 from cbm_luigi.config.secrets import redact
 from cbm_luigi.errors import ConfigError
-from cbm_luigi.store.schema import ETL_ALERTS
+from cbm_luigi.store.alerts_log import AlertLog
 
 if TYPE_CHECKING:
     from cbm_luigi.destinations.client import Target
@@ -439,53 +438,6 @@ def build_channels(settings: AlertSettings, sleep: Callable[[float], None] = tim
 
 
 # --- etl.ETL_Alerts ----------------------------------------------------------------------------------------------
-
-
-class AlertLog:
-    """Reads and writes etl.ETL_Alerts (best effort: the target may be what is down)."""
-
-    def __init__(self, target: Target) -> None:
-        self.target = target
-        self.d = target.dialect
-        self.table = self.d.qualified(ETL_ALERTS.schema, ETL_ALERTS.name)
-
-    def record(self, alert: Alert, deliveries: Sequence[Delivery], when: datetime | None = None) -> None:
-        q = self.d.quote
-        cols = [c.name for c in ETL_ALERTS.columns]
-        sql = (f"INSERT INTO {self.table} ({', '.join(q(c) for c in cols)}) "
-               f"VALUES ({', '.join(':' + c for c in cols)})")
-        ts = (when or datetime.now()).replace(microsecond=0)
-        message = alert.plain_text(1500)[:4000]
-        rows = [{
-            "AlertId": str(uuid.uuid4()), "AlertType": alert.alert_type, "Severity": alert.severity,
-            "TableName": t, "RunId": alert.run_id, "Channel": d.channel[:32], "Title": alert.title[:400],
-            "Message": message, "Delivered": d.delivered, "DeliveryNote": d.note[:400], "SentTs": ts,
-        } for d in deliveries for t in (alert.tables or (None,))]
-        if rows:
-            with self.target.begin() as conn:
-                conn.execute(sql, rows)
-
-    def last_sent(self, alert_type: str, *, table: str | None = None, severity: str | None = None,
-                  run_id: str | None = None, since: datetime | None = None, delivered_only: bool = True
-                  ) -> datetime | None:
-        """When an alert like this was last recorded (delivered, by default), or None."""
-        q = self.d.quote
-        where = [f"{q('AlertType')} = :a"]
-        params: dict[str, Any] = {"a": alert_type}
-        for col, key, value in (("TableName", "t", table), ("Severity", "s", severity), ("RunId", "r", run_id),
-                                ("SentTs", "since", since)):
-            if value is not None:
-                where.append(f"{q(col)} {'>=' if key == 'since' else '='} :{key}")
-                params[key] = value
-        if delivered_only:
-            where.append(f"{q('Delivered')} = :true")
-            params["true"] = True
-        row = self.target.fetchone(f"SELECT MAX({q('SentTs')}) FROM {self.table} WHERE {' AND '.join(where)}",
-                                   params)
-        v = row[0] if row else None
-        if v is None or isinstance(v, datetime):
-            return v
-        return datetime.fromisoformat(str(v))
 
 
 # --- sending -----------------------------------------------------------------------------------------------------

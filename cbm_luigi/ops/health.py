@@ -34,7 +34,6 @@ from cbm_luigi.alerts.notify import (
     SUMMARY,
     WARNING,
     Alert,
-    AlertLog,
     Delivery,
     Notifier,
     excerpt,
@@ -47,10 +46,12 @@ from cbm_luigi.config.secrets import redact
 from cbm_luigi.destinations.client import Target
 from cbm_luigi.model.specs import default_priority
 from cbm_luigi.model.values import truthy
-from cbm_luigi.store.schema import ETL_LOG, ETL_TABLES
+from cbm_luigi.store.alerts_log import AlertLog
+from cbm_luigi.store.config_tables import sla_table_rows
+from cbm_luigi.store.runlog import last_success_by_table, outcome_rows_between
+from cbm_luigi.store.views import read_sla_view
 
 log = logging.getLogger(__name__)
-SLA_VIEW = ("etl", "vw_SLABreach")
 
 
 @dataclass(frozen=True)
@@ -84,18 +85,8 @@ def _dt(v: Any) -> datetime | None:
 
 def compute_sla(target: Target, now: datetime) -> list[SlaRow]:
     """SLA status of every active table, from config.ETL_Tables and etl.ETL_Log (portable SQL)."""
-    d = target.dialect
-    q = d.quote
-    tables = target.fetchall(
-        f"SELECT {q('TableName')}, {q('PriorityTier')}, {q('SLAHours')}, {q('IsActive')}, {q('Notes')}, "
-        f"{q('IsDimension')}, {q('IsFact')} FROM {d.qualified(ETL_TABLES.schema, ETL_TABLES.name)} "
-        f"ORDER BY {q('TableName')}"
-    )
-    last = dict(target.fetchall(
-        f"SELECT {q('TableName')}, MAX({q('LogTs')}) FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} "
-        f"WHERE {q('StepName')} = :step AND {q('Status')} = :ok GROUP BY {q('TableName')}",
-        {"step": "flow_complete", "ok": "success"},
-    ))
+    tables = sla_table_rows(target)
+    last = last_success_by_table(target)
     out = []
     for name, tier, sla, active, notes, is_dim, is_fact in tables:
         if not truthy(active):
@@ -108,19 +99,11 @@ def compute_sla(target: Target, now: datetime) -> list[SlaRow]:
     return out
 
 
-def view_exists(target: Target, schema: str, name: str) -> bool:
-    with target.begin() as conn:
-        return bool(target.existing_columns(conn, schema, name))
-
-
 def sla_from_view(target: Target) -> list[SlaRow] | None:
     """etl.vw_SLABreach as SlaRows, or None when the dialect does not create the view (yet)."""
-    if not view_exists(target, *SLA_VIEW):
+    rows = read_sla_view(target)
+    if rows is None:
         return None
-    d = target.dialect
-    q = d.quote
-    cols = ["TableName", "PriorityTier", "SLAHours", "LastSuccessTs", "HoursSinceSuccess", "SLAStatus"]
-    rows = target.fetchall(f"SELECT {', '.join(q(c) for c in cols)} FROM {d.qualified(*SLA_VIEW)}")
     return [SlaRow(str(r[0]), str(r[1] or ""), float(r[2]) if r[2] is not None else 24.0, _dt(r[3]),
                    float(r[4]) if r[4] is not None else None, str(r[5]).upper()) for r in rows]
 
@@ -161,16 +144,7 @@ class RunFigures:
 
 
 def run_figures(target: Target, since: datetime, until: datetime, slowest: int = 5) -> RunFigures:
-    d = target.dialect
-    q = d.quote
-    rows = target.fetchall(
-        f"SELECT {q('RunId')}, {q('TableName')}, {q('StepName')}, {q('Status')}, {q('RowsProcessed')}, "
-        f"{q('RowsInserted')}, {q('RowsUpdated')}, {q('DurationSeconds')}, {q('ErrorMessage')}, {q('LogTs')} "
-        f"FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} WHERE {q('LogTs')} >= :since AND {q('LogTs')} <= :until "
-        f"AND ({q('Status')} = :failed OR ({q('StepName')} = :step AND {q('Status')} = :ok)) "
-        f"ORDER BY {q('LogTs')}",
-        {"since": since, "until": until, "failed": "failed", "step": "flow_complete", "ok": "success"},
-    )
+    rows = outcome_rows_between(target, since, until)
     runs: set[str] = set()
     loaded: set[str] = set()
     loads = n_rows = ins = upd = 0

@@ -64,7 +64,8 @@ from cbm_luigi.model.types import (
 from cbm_luigi.ops import reports
 from cbm_luigi.pipeline.extract import Manifest
 from cbm_luigi.store import runlog
-from cbm_luigi.store.schema import DATA_QUALITY_LOG, ETL_LOG
+from cbm_luigi.store.checks_log import record_quality
+from cbm_luigi.store.runlog import previous_run_rows
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +436,6 @@ class DqRun:
                 f"{self.batch} ({self.rules_path}): " + " | ".join(parts))
 
 
-
 def _condition(b: BoundRule) -> tuple[str, list[Any]]:
     """SQL (DuckDB) that is true for a failing row, and its parameters."""
     c = _q(b.columns[0].sql_name)
@@ -580,23 +580,6 @@ def _ods_max_ts_source(target: Target, spec: TableSpec) -> datetime | None:
         return _as_dt(conn.scalar(f"SELECT MAX({d.quote('ts_source')}) FROM {d.qualified('ods', spec.sql_name)}"))
 
 
-def previous_run_rows(target: Target, table: str, mode: str, batch: str) -> tuple[int, str] | None:
-    """Rows of the table's last successful run in this mode, other than ``batch`` (from etl.ETL_Log)."""
-    d = target.dialect
-    q = d.quote
-    t = d.qualified(ETL_LOG.schema, ETL_LOG.name)
-    cond = (f"{q('TableName')} = :t AND {q('StepName')} = :step AND {q('Status')} = :ok AND {q('Mode')} = :m "
-            f"AND {q('Batch')} <> :b")
-    params = {"t": table, "step": "flow_complete", "ok": "success", "m": mode, "b": batch}
-    with target.begin() as conn:
-        last = conn.scalar(f"SELECT MAX({q('LogTs')}) FROM {t} WHERE {cond}", params)
-        if last is None:
-            return None
-        row = conn.fetchone(f"SELECT {q('RowsProcessed')}, {q('Batch')} FROM {t} WHERE {cond} AND {q('LogTs')} = :ts",
-                            {**params, "ts": last})
-    return (int(row[0] or 0), str(row[1])) if row else None
-
-
 def _volume(spec: TableSpec, b: BoundRule, manifest: Manifest, target: Target | None) -> RuleResult:
     f = b.rule.fields
     current = manifest.rows
@@ -621,21 +604,17 @@ def _volume(spec: TableSpec, b: BoundRule, manifest: Manifest, target: Target | 
 
 def log_results(target: Target, run: DqRun) -> None:
     """One etl.DataQuality_Log row per evaluated rule, in one transaction."""
-    d = target.dialect
-    q = d.quote
-    cols = [c.name for c in DATA_QUALITY_LOG.columns]
-    sql = (f"INSERT INTO {d.qualified(DATA_QUALITY_LOG.schema, DATA_QUALITY_LOG.name)} "
-           f"({', '.join(q(c) for c in cols)}) VALUES ({', '.join(':' + c for c in cols)})")
-    with target.begin() as conn:
-        for r in run.results:
-            details = reports.to_json({"observed": r.observed, "samples": r.samples,
-                                       "max_failed_pct": r.rule.max_failed_pct}, indent=None)
-            conn.execute(sql, {
-                "CheckId": str(uuid.uuid4()), "RunId": runlog.RUN_ID, "TableName": run.table, "Batch": run.batch,
-                "RuleName": r.rule.name, "RuleType": r.rule.type, "ColumnName": (r.column or None) and r.column[:128],
-                "Severity": r.severity, "Passed": r.passed, "FailedRows": r.failed_rows,
-                "Details": details[:4000], "CheckedTs": run.checked_at,
-            })
+    rows = []
+    for r in run.results:
+        details = reports.to_json({"observed": r.observed, "samples": r.samples,
+                                   "max_failed_pct": r.rule.max_failed_pct}, indent=None)
+        rows.append({
+            "CheckId": str(uuid.uuid4()), "RunId": runlog.RUN_ID, "TableName": run.table, "Batch": run.batch,
+            "RuleName": r.rule.name, "RuleType": r.rule.type, "ColumnName": (r.column or None) and r.column[:128],
+            "Severity": r.severity, "Passed": r.passed, "FailedRows": r.failed_rows,
+            "Details": details[:4000], "CheckedTs": run.checked_at,
+        })
+    record_quality(target, rows)
 
 
 def run_rules(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[Path], path: Path,

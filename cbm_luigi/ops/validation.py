@@ -60,8 +60,8 @@ from cbm_luigi.pipeline.extract import source_schema
 from cbm_luigi.pipeline.sources import Source, open_source
 from cbm_luigi.pipeline.sources.flavors import Window
 from cbm_luigi.store import runlog
+from cbm_luigi.store.checks_log import record_validation
 from cbm_luigi.store.config_tables import MetadataStore
-from cbm_luigi.store.schema import VALIDATION_LOG
 
 log = logging.getLogger(__name__)
 
@@ -496,8 +496,6 @@ def validate_table(spec: TableSpec, source: Source, target: Target, *, workdir: 
 
 
 def write_validation_log(target: Target, r: TableValidation) -> None:
-    d = target.dialect
-    q = d.quote
     values = {
         "ValidationId": str(uuid.uuid4()), "RunId": runlog.RUN_ID, "TableName": r.table,
         "SourceRows": r.source_rows, "TargetRows": r.target_rows, "MissingInTarget": r.missing,
@@ -505,12 +503,7 @@ def write_validation_log(target: Target, r: TableValidation) -> None:
         "Details": r.details_text() if r.status != "error" else (r.error or "")[:DETAILS_MAX],
         "DurationSeconds": r.seconds, "ValidatedTs": r.validated_at,
     }
-    cols = [c.name for c in VALIDATION_LOG.columns]
-    with target.begin() as conn:
-        conn.execute(
-            f"INSERT INTO {d.qualified(VALIDATION_LOG.schema, VALIDATION_LOG.name)} "
-            f"({', '.join(q(c) for c in cols)}) VALUES ({', '.join(':' + c for c in cols)})", values,
-        )
+    record_validation(target, values)
 
 
 def run_validation(tables: Sequence[str], *, sample: int = 10, column_diff: bool = True,

@@ -415,3 +415,23 @@ def advance_watermark(conn: Connection, table: str, source_clock_ts: datetime) -
         f"WHERE {q('TableName')} = :t AND ({q('LastSuccessTs')} IS NULL OR {q('LastSuccessTs')} < :ts)",
         {"ts": source_clock_ts, "t": table},
     )
+
+
+def sla_table_rows(target: Target) -> list[tuple[Any, ...]]:
+    """(TableName, PriorityTier, SLAHours, IsActive, Notes, IsDimension, IsFact) of every registered table."""
+    d = target.dialect
+    q = d.quote
+    return target.fetchall(
+        f"SELECT {q('TableName')}, {q('PriorityTier')}, {q('SLAHours')}, {q('IsActive')}, {q('Notes')}, "
+        f"{q('IsDimension')}, {q('IsFact')} FROM {d.qualified(ETL_TABLES.schema, ETL_TABLES.name)} "
+        f"ORDER BY {q('TableName')}"
+    )
+
+
+def synced_table_names(target: Target) -> set[str]:
+    """TableNames that have columns in config.ETL_Columns (synced, registered or not)."""
+    d = target.dialect
+    rows = target.fetchall(
+        f"SELECT DISTINCT {d.quote('TableName')} FROM {d.qualified(ETL_COLUMNS.schema, ETL_COLUMNS.name)}")
+    return {str(r[0]) for r in rows}
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cbm_luigi.config.run import RUN_ID
@@ -47,6 +47,20 @@ def write_log(conn: Connection, table: str, step: str, status: str, *, batch: st
     })
 
 
+def first_step_start(conn: Connection, table: str, batch: str) -> datetime | None:
+    """When this run's first logged step of (table, batch) began: the earliest ``LogTs - DurationSeconds`` of
+    this run's rows (a row is written when its step ends), or None when the run logged nothing for them yet."""
+    d = conn.dialect
+    q = d.quote
+    rows = conn.fetchall(
+        f"SELECT {q('LogTs')}, {q('DurationSeconds')} FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} "
+        f"WHERE {q('RunId')} = :r AND {q('TableName')} = :t AND {q('Batch')} = :b",
+        {"r": RUN_ID, "t": table, "b": batch},
+    )
+    starts = [ts - timedelta(seconds=float(secs or 0)) for ts, secs in rows if isinstance(ts, datetime)]
+    return min(starts, default=None)
+
+
 def write_log_now(target: Target, table: str, step: str, status: str, **kw: Any) -> None:
     """Insert one ETL_Log row in its own transaction; never raises (logging must not mask the real error)."""
     try:
@@ -55,4 +69,53 @@ def write_log_now(target: Target, table: str, step: str, status: str, **kw: Any)
     except Exception:
         log.exception("could not write etl.ETL_Log row (%s %s %s)", table, step, status)
 
+
+def previous_run_rows(target: Target, table: str, mode: str, batch: str) -> tuple[int, str] | None:
+    """Rows of the table's last successful run in this mode, other than ``batch`` (from etl.ETL_Log)."""
+    d = target.dialect
+    q = d.quote
+    t = d.qualified(ETL_LOG.schema, ETL_LOG.name)
+    cond = (f"{q('TableName')} = :t AND {q('StepName')} = :step AND {q('Status')} = :ok AND {q('Mode')} = :m "
+            f"AND {q('Batch')} <> :b")
+    params = {"t": table, "step": "flow_complete", "ok": "success", "m": mode, "b": batch}
+    with target.begin() as conn:
+        last = conn.scalar(f"SELECT MAX({q('LogTs')}) FROM {t} WHERE {cond}", params)
+        if last is None:
+            return None
+        row = conn.fetchone(f"SELECT {q('RowsProcessed')}, {q('Batch')} FROM {t} WHERE {cond} AND {q('LogTs')} = :ts",
+                            {**params, "ts": last})
+    return (int(row[0] or 0), str(row[1])) if row else None
+
+
+def last_success_by_table(target: Target) -> dict[str, Any]:
+    """TableName -> LogTs of its last successful flow_complete row."""
+    d = target.dialect
+    q = d.quote
+    return dict(target.fetchall(
+        f"SELECT {q('TableName')}, MAX({q('LogTs')}) FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} "
+        f"WHERE {q('StepName')} = :step AND {q('Status')} = :ok GROUP BY {q('TableName')}",
+        {"step": "flow_complete", "ok": "success"},
+    ))
+
+
+def outcome_rows_between(target: Target, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
+    """Failed rows and successful flow_complete rows logged in [since, until], oldest first: (RunId, TableName,
+    StepName, Status, RowsProcessed, RowsInserted, RowsUpdated, DurationSeconds, ErrorMessage, LogTs)."""
+    d = target.dialect
+    q = d.quote
+    return target.fetchall(
+        f"SELECT {q('RunId')}, {q('TableName')}, {q('StepName')}, {q('Status')}, {q('RowsProcessed')}, "
+        f"{q('RowsInserted')}, {q('RowsUpdated')}, {q('DurationSeconds')}, {q('ErrorMessage')}, {q('LogTs')} "
+        f"FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} WHERE {q('LogTs')} >= :since AND {q('LogTs')} <= :until "
+        f"AND ({q('Status')} = :failed OR ({q('StepName')} = :step AND {q('Status')} = :ok)) "
+        f"ORDER BY {q('LogTs')}",
+        {"since": since, "until": until, "failed": "failed", "step": "flow_complete", "ok": "success"},
+    )
+
+
+def count_rows(target: Target) -> int:
+    """Rows in etl.ETL_Log (the demo checks that a re-run writes none)."""
+    d = target.dialect
+    row = target.fetchone(f"SELECT COUNT(*) FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)}")
+    return int(row[0]) if row else 0
 

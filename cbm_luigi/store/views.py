@@ -6,6 +6,9 @@ ANSI SQL built from the dialect's time functions (``now_sql``, ``seconds_between
 
 from __future__ import annotations
 
+from typing import Any
+
+from cbm_luigi.destinations.client import Target
 from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.model.types import FLOAT
 
@@ -25,8 +28,8 @@ def _run_groups_sql(d: Dialect, where: str = "") -> str:
         f"        MIN({q('LogTs')}) AS {q('StartedTs')}, MAX({q('LogTs')}) AS {q('LastTs')},\n"
         f"        SUM(CASE WHEN {ok} THEN 1 ELSE 0 END) AS {q('NOk')},\n"
         f"        SUM(CASE WHEN {q('Status')} = 'failed' THEN 1 ELSE 0 END) AS {q('NFailed')},\n"
-        f"        SUM(CASE WHEN {q('StepName')} <> 'flow_complete' THEN {q('DurationSeconds')} END) "
-        f"AS {q('Dur')},\n"
+        # the flow's duration, written once by the merge (docs/OPERATIONS.md, "Durations"): not a sum of steps
+        f"        MAX(CASE WHEN {ok} THEN {q('DurationSeconds')} END) AS {q('Dur')},\n"
         f"        MAX(CASE WHEN {ok} THEN {q('LogTs')} END) AS {q('OkTs')},\n"
         f"        MAX(CASE WHEN {ok} THEN {q('RowsProcessed')} END) AS {q('RowsOk')},\n"
         f"        MAX({q('RowsProcessed')}) AS {q('RowsAny')},\n"
@@ -109,3 +112,23 @@ def monitoring_views(d: Dialect) -> dict[str, str]:
         f"FROM t"
     )
     return {"vw_LastRuns": last_runs, "vw_TablePerformance": performance, "vw_SLABreach": sla}
+
+
+SLA_VIEW = ("etl", "vw_SLABreach")
+
+
+def view_exists(target: Target, schema: str, name: str) -> bool:
+    with target.begin() as conn:
+        return bool(target.existing_columns(conn, schema, name))
+
+
+def read_sla_view(target: Target) -> list[tuple[Any, ...]] | None:
+    """etl.vw_SLABreach rows (TableName, PriorityTier, SLAHours, LastSuccessTs, HoursSinceSuccess, SLAStatus), or
+    None when the view does not exist (yet: init-db creates it)."""
+    if not view_exists(target, *SLA_VIEW):
+        return None
+    d = target.dialect
+    q = d.quote
+    cols = ["TableName", "PriorityTier", "SLAHours", "LastSuccessTs", "HoursSinceSuccess", "SLAStatus"]
+    return target.fetchall(f"SELECT {', '.join(q(c) for c in cols)} FROM {d.qualified(*SLA_VIEW)}")
+

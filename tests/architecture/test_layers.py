@@ -149,3 +149,34 @@ def test_imports_inside_functions_say_why() -> None:
 def test_every_package_module_is_in_a_layer() -> None:
     for m in known_modules():
         layer_of(m)
+
+
+BOOKKEEPING_TABLES = ("ETL_Tables", "ETL_Columns", "ETL_Dependencies", "ETL_Log", "ETL_Markers",
+                      "ETL_StagingState", "ETL_Alerts", "Validation_Log", "DataQuality_Log", "vw_")
+DESCRIPTIONS = {"ETL_TABLES", "ETL_COLUMNS", "ETL_DEPENDENCIES", "ETL_LOG", "ETL_MARKERS", "ETL_STAGING_STATE",
+                "ETL_ALERTS", "VALIDATION_LOG", "DATA_QUALITY_LOG"}
+SQL_WORDS = ("SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM", " FROM ")  # upper case: SQL, not prose
+
+
+def test_only_the_store_writes_sql_on_config_and_etl_tables() -> None:
+    """SQL on config.* and etl.* lives in cbm_luigi/store/ (one owner: renaming a column touches one module)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith("store/"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        for node in ast.walk(tree):
+            if id(node) in docstrings:
+                continue
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cbm_luigi.store.schema"):
+                used = sorted({a.name for a in node.names} & DESCRIPTIONS)
+                if used:
+                    found.append(f"{rel}:{node.lineno} uses the table description(s) {', '.join(used)}")
+            if isinstance(node, ast.JoinedStr | ast.Constant):
+                text = ast.unparse(node) if isinstance(node, ast.JoinedStr) else node.value
+                if isinstance(text, str) and any(w in text for w in SQL_WORDS) and \
+                        any(t in text for t in BOOKKEEPING_TABLES):
+                    found.append(f"{rel}:{node.lineno} SQL on a bookkeeping table: {text[:80]!r}")
+    assert not found, "SQL on config.*/etl.* outside cbm_luigi/store/:\n" + "\n".join(found)
