@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cbm_luigi.alerts.notify import (
+from cbm_luigi.alerts.message import (
     CRITICAL,
     HEALTH_ERROR,
     INFO,
@@ -35,12 +35,12 @@ from cbm_luigi.alerts.notify import (
     WARNING,
     Alert,
     Delivery,
-    Notifier,
     excerpt,
     fmt_rows,
     fmt_seconds,
     task_link,
 )
+from cbm_luigi.alerts.notify import Notifier
 from cbm_luigi.config.alerts import AlertSettings
 from cbm_luigi.config.secrets import redact
 from cbm_luigi.destinations.client import Target

@@ -3,11 +3,15 @@
 Run with the ``luigi`` command::
 
     luigi --module cbm_luigi.tasks LoadTable --table produit --mode full --local-scheduler
-    luigi --module cbm_luigi.tasks LoadAll --mode incremental --LoadAll-batch 2026-11-25T14 --local-scheduler
+    luigi --module cbm_luigi.tasks LoadAll --mode incremental --batch-id 2026-11-25T14 --local-scheduler
 
-Parameters stay small (table, mode, batch).  Completeness comes from targets only: the extract's manifest file,
-the staging-state row, and the merge marker row (written in the merge's transaction), so re-running a finished
-batch runs nothing and re-running after a crash finishes exactly what is missing.
+Parameters stay small (table, mode, batch_id), and every one works bare on the ``luigi`` command line
+(``--table``, ``--mode``, ``--batch-id``, ``--continue-on-error``; the run key is not ``--batch``, which Luigi
+refuses as an ambiguous abbreviation of its own ``--batch-email-*`` options).  In the scheduler's web view each
+node is named after its table, ``produit.MergeOds`` (``tasks/labels.py``).  Completeness comes from targets
+only: the extract's manifest file, the staging-state row, and the merge marker row (written in the merge's
+transaction), so re-running a finished batch runs nothing and re-running after a crash finishes exactly what is
+missing.
 """
 
 from __future__ import annotations

@@ -26,16 +26,9 @@ from conftest import build, configure
 from helpers import ods_rows, register_demo_tables
 
 from cbm_luigi.alerts import notify as alerts
-from cbm_luigi.alerts.notify import (
-    CRITICAL,
-    FAILURE,
-    INFO,
-    SUMMARY,
-    Alert,
-    Notifier,
-    notify_failure,
-    workflow_payload,
-)
+from cbm_luigi.alerts.cards import workflow_payload
+from cbm_luigi.alerts.message import CRITICAL, FAILURE, INFO, SUMMARY, Alert
+from cbm_luigi.alerts.notify import Notifier, notify_failure
 from cbm_luigi.config.alerts import load_alert_settings
 from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
@@ -306,8 +299,8 @@ def alert_rows() -> list[dict[str, Any]]:
 
 def test_a_failing_load_sends_exactly_one_card_even_when_run_again(sqlite_pipeline, recorder, monkeypatch):
     monkeypatch.setenv("CBM_TEAMS_WEBHOOK", recorder.workflow_url())
-    result = build(LoadTable(table="lignecli", mode="full", batch="b1"),
-                   LoadTable(table="produit", mode="full", batch="b1"))
+    result = build(LoadTable(table="lignecli", mode="full", batch_id="b1"),
+                   LoadTable(table="produit", mode="full", batch_id="b1"))
     assert result.status.name != "SUCCESS"
     assert len(ods_rows("produit")) > 0  # the good table loaded
     assert len(recorder.posts) == 1
@@ -317,7 +310,7 @@ def test_a_failing_load_sends_exactly_one_card_even_when_run_again(sqlite_pipeli
     assert facts["Run id"] == runlog.RUN_ID and facts["Rows"] != "-" and facts["Duration"].endswith("s")
     assert any("duplicate primary key" in t for t in texts_of(card))
     # the same failure again in this run (a retry): no second card
-    build(LoadTable(table="lignecli", mode="full", batch="b1"))
+    build(LoadTable(table="lignecli", mode="full", batch_id="b1"))
     assert len(recorder.posts) == 1
     rows = alert_rows()
     assert [(r["AlertType"], r["TableName"], r["Channel"], bool(r["Delivered"])) for r in rows] == [
@@ -327,10 +320,10 @@ def test_a_failing_load_sends_exactly_one_card_even_when_run_again(sqlite_pipeli
 
 def test_a_dead_webhook_never_fails_a_load(sqlite_pipeline, monkeypatch):
     monkeypatch.setenv("CBM_TEAMS_WEBHOOK", f"http://127.0.0.1:{closed_port()}{WORKFLOW_PATH}?{SECRET_QUERY}")
-    good = build(LoadTable(table="produit", mode="full", batch="b2"))
+    good = build(LoadTable(table="produit", mode="full", batch_id="b2"))
     assert good.scheduling_succeeded and good.status.name == "SUCCESS"
-    both = build(LoadTable(table="lignecli", mode="full", batch="b2"),
-                 LoadTable(table="produit", mode="full", batch="b3"))
+    both = build(LoadTable(table="lignecli", mode="full", batch_id="b2"),
+                 LoadTable(table="produit", mode="full", batch_id="b3"))
     from helpers import log_rows
 
     done = {(r["TableName"], r["Batch"]) for r in log_rows() if r["StepName"] == "flow_complete"}
@@ -343,14 +336,14 @@ def test_a_dead_webhook_never_fails_a_load(sqlite_pipeline, monkeypatch):
 
 
 def test_a_load_failure_e_mails_the_operator(sqlite_pipeline, smtp_server):
-    build(LoadTable(table="lignecli", mode="full", batch="b4"))
+    build(LoadTable(table="lignecli", mode="full", batch_id="b4"))
     [env] = smtp_server.messages
     assert b"lignecli failed at load_staging" in env.content
     assert [r["Channel"] for r in alert_rows()] == ["email"]
 
 
 def test_without_any_channel_a_failure_is_only_logged(sqlite_pipeline, log_lines):
-    build(LoadTable(table="lignecli", mode="full", batch="b5"))
+    build(LoadTable(table="lignecli", mode="full", batch_id="b5"))
     assert alert_rows() == []
     assert any("no channel configured" in line for line in log_lines)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from alert_servers import Recorder, card_of, closed_port, facts_of, fast
 
-from cbm_luigi.alerts.notify import CRITICAL, INFO, OK, REPEATED_FAILURES, SLA, SUMMARY, WARNING
+from cbm_luigi.alerts.message import CRITICAL, INFO, OK, REPEATED_FAILURES, SLA, SUMMARY, WARNING
 from cbm_luigi.config.alerts import AlertSettings
 from cbm_luigi.destinations import open_target
 from cbm_luigi.destinations.client import Target
