@@ -21,7 +21,7 @@ from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
 from cbm_luigi.errors import ConfigError
 from cbm_luigi.model.specs import ColumnSpec, TableSpec
-from cbm_luigi.ops import quality
+from cbm_luigi.ops import dq_rules, quality
 from cbm_luigi.pipeline.extract import Manifest
 from cbm_luigi.store.config_tables import MetadataStore
 from cbm_luigi.tasks.context import clear_caches, settings
@@ -66,7 +66,7 @@ def write_rules(folder: Path, text: str, name: str = "produit.yaml") -> Path:
 def test_rules_file_errors_name_the_file_the_rule_and_the_field(tmp_path, text, where, problem):
     path = write_rules(tmp_path, text)
     with pytest.raises(ConfigError) as err:
-        quality.load_rules(path)
+        dq_rules.load_rules(path)
     assert str(path) in str(err.value) and where in str(err.value) and problem in str(err.value), str(err.value)
 
 
@@ -82,7 +82,7 @@ def test_rules_file_errors_name_the_file_the_rule_and_the_field(tmp_path, text, 
 def test_rules_are_checked_against_the_table(tmp_path, rule, where, problem):
     path = write_rules(tmp_path, f"rules:\n  - {rule}\n")
     with pytest.raises(ConfigError) as err:
-        quality.bind(quality.load_rules(path), SPEC)
+        dq_rules.bind(dq_rules.load_rules(path), SPEC)
     assert f"{path}: rule 1" in str(err.value) and where in str(err.value) and problem in str(err.value), str(err.value)
 
 
@@ -90,13 +90,13 @@ def test_json_rules_file_and_defaults(tmp_path):
     path = write_rules(tmp_path, json.dumps({"table": "PRODUIT", "rules": [
         {"type": "unique", "columns": ["gencod-v", "select"]},
         {"type": "not_null", "column": "select", "enabled": False}]}), "produit.json")
-    assert quality.rules_file(SPEC, tmp_path) == path
-    [bound] = quality.bind(quality.load_rules(path), SPEC)
+    assert dq_rules.rules_file(SPEC, tmp_path) == path
+    [bound] = dq_rules.bind(dq_rules.load_rules(path), SPEC)
     assert (bound.rule.name, bound.rule.severity, bound.column_label) == ("unique_gencod-v_select", "warning",
                                                                           "gencod-v,select")
     write_rules(tmp_path, "rules: [{type: not_null, column: select}]\n")
     with pytest.raises(ConfigError, match="several data-quality files"):
-        quality.rules_file(SPEC, tmp_path)
+        dq_rules.rules_file(SPEC, tmp_path)
 
 
 def test_each_rule_type_counts_exactly_on_an_extract(tmp_path):
@@ -127,7 +127,7 @@ rules:
   - {name: stale_ok, type: freshness, column: dat_mod, max_age: 50h}
   - {name: vol, type: volume, max_change_pct: 10}
 """)
-    bound = quality.bind(quality.load_rules(path), SPEC)
+    bound = dq_rules.bind(dq_rules.load_rules(path), SPEC)
     results = {r.rule.name: r for r in quality.evaluate(SPEC, bound, [tmp_path / "part-00000.parquet"],
                                                          manifest=manifest, now=ts)}
     got = {n: (r.passed, r.failed_rows) for n, r in results.items()}
@@ -171,7 +171,7 @@ def sqlite_produit(tmp_path, monkeypatch, target_url):
 
 
 def test_critical_failure_blocks_the_merge_and_a_warning_does_not(sqlite_produit, tmp_path):
-    assert build(LoadTable(table="produit", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="produit", mode="full", batch_id="b1")).scheduling_succeeded
     loaded = ods_rows("produit")
     store = MetadataStore(open_target(settings().target))
     watermark = store.watermark("produit")
@@ -184,7 +184,7 @@ def test_critical_failure_blocks_the_merge_and_a_warning_does_not(sqlite_produit
              "  - {name: designation_set, type: not_null, column: designation, severity: critical}\n")
     write_rules(tmp_path / "dq", rules % "critical")
 
-    assert not build(LoadTable(table="produit", mode="incremental", batch="b2")).scheduling_succeeded or \
+    assert not build(LoadTable(table="produit", mode="incremental", batch_id="b2")).scheduling_succeeded or \
         not any(r["Batch"] == "b2" and r["StepName"] == "flow_complete" for r in log_rows())
     assert ods_rows("produit") == loaded  # the ODS is as it was
     assert store.watermark("produit") == watermark
@@ -203,7 +203,7 @@ def test_critical_failure_blocks_the_merge_and_a_warning_does_not(sqlite_produit
     # the same rule as a warning: the merge goes through, the result is logged
     write_rules(tmp_path / "dq", rules % "warning")
     clear_caches()
-    assert build(LoadTable(table="produit", mode="incremental", batch="b3")).scheduling_succeeded
+    assert build(LoadTable(table="produit", mode="incremental", batch_id="b3")).scheduling_succeeded
     after = ods_rows("produit")
     assert after != loaded
     assert sum(1 for r in after if r[5] == "-1") == 2  # prix-vente (column 6) as loaded
@@ -213,12 +213,12 @@ def test_critical_failure_blocks_the_merge_and_a_warning_does_not(sqlite_produit
 
 
 def test_volume_drop_against_the_previous_run_and_the_dq_command(sqlite_produit, tmp_path):
-    assert build(LoadTable(table="produit", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="produit", mode="full", batch_id="b1")).scheduling_succeeded
     write_rules(tmp_path / "dq", "rules:\n  - {name: no_mass_drop, type: volume, max_change_pct: 20, "
                                  "direction: drop, severity: critical}\n")
     with sqlite3.connect(sqlite_produit) as con:
         con.execute("DELETE FROM produit WHERE cod_pro % 2 = 0")
-    assert not build(LoadTable(table="produit", mode="full", batch="b2")).scheduling_succeeded or \
+    assert not build(LoadTable(table="produit", mode="full", batch_id="b2")).scheduling_succeeded or \
         not any(r["Batch"] == "b2" and r["StepName"] == "flow_complete" for r in log_rows())
     [check] = [r for r in dq_log() if r["Batch"] == "b2"]
     assert check["Passed"] is False and "-50.0%" in json.loads(check["Details"])["observed"]
