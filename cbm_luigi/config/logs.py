@@ -50,12 +50,12 @@ class RedactingFormatter(logging.Formatter):
 
     def __init__(self, fmt: str = FORMAT) -> None:
         super().__init__(fmt)
-        self._secrets = secret_values()
 
     def format(self, record: logging.LogRecord) -> str:
         if not hasattr(record, "run_id"):
             RunIdFilter().filter(record)
-        return redact_text(super().format(record), self._secrets)
+        # the secret values are read at each line: .env may be loaded after the formatter was made
+        return redact_text(super().format(record), secret_values())
 
 
 def _tag(handler: logging.Handler, kind: str) -> logging.Handler:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import re
 
-_SECRET_KV = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(\{[^}]*\}|[^;]*)")
+# A value already redacted (``PWD=***``) is left as it is: redacting a message twice must not swallow what follows.
+_SECRET_KV = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\*\*\*)(\{[^}]*\}|[^;]*)")
 
 
 _SCHEME_SEP = re.compile(r"://")
