@@ -4,7 +4,7 @@
 # and the cache clean-up.  The exit code is the load's: 0 every table loaded, 1 a table failed or did not run,
 # 2 a configuration error, 10 another daily run still holds the lock.
 #
-#   scripts/daily_etl.sh [cbm-etl run options...]        # e.g. --batch 2026-11-25
+#   scripts/daily_etl.sh [cbm-etl run options...]        # e.g. --batch-id 2026-11-25
 #
 # Environment: CBM_WORKERS (4), CBM_SCHEDULER_HOST / CBM_SCHEDULER_PORT (central scheduler, e.g. the one
 # scripts/start_luigid.sh started; unset = local scheduler), CBM_CONTINUE_ON_ERROR (0), CBM_DAILY_MODE

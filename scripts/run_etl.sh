@@ -4,7 +4,7 @@
 #
 #   scripts/run_etl.sh TABLE MODE [cbm-etl run options...]
 #   scripts/run_etl.sh produit incremental
-#   scripts/run_etl.sh lignecli full --batch 2026-11-25T14
+#   scripts/run_etl.sh lignecli full --batch-id 2026-11-25T14
 #   scripts/run_etl.sh all incremental --continue-on-error
 #
 # Environment: CBM_WORKERS (1), CBM_SCHEDULER_HOST / CBM_SCHEDULER_PORT (use the central scheduler), and every

@@ -36,14 +36,14 @@ def test_readme_commands_against_a_real_source_and_target(pg_source, pg_database
                  "datetime", "--lookback", "1d", "--priority", "high"]) == 0
     assert "registered -> ods.produit" in capsys.readouterr().out
 
-    r = luigi_cmd("LoadTable", "--table", "produit", "--mode", "full", "--LoadTable-batch", "2026-11-25T14",
+    r = luigi_cmd("LoadTable", "--table", "produit", "--mode", "full", "--batch-id", "2026-11-25T14",
                   "--local-scheduler")
     assert r.returncode == 0, r.stderr[-3000:]
     clear_caches()
     assert ods_rows("produit") == pg_source_rows(pg_source, "produit")
     assert {row["Batch"] for row in log_rows()} == {"2026-11-25T14"}
 
-    assert main(["run", "produit", "--mode", "incremental", "--batch", "2026-11-25T15"]) == 0
+    assert main(["run", "produit", "--mode", "incremental", "--batch-id", "2026-11-25T15"]) == 0
     out = capsys.readouterr().out
     assert "produit" in out and "loaded" in out
 

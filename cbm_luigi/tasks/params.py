@@ -17,7 +17,10 @@ MODES = ("full", "incremental")
 
 
 class BatchParameter(luigi.Parameter):
-    """The run key: letters, digits, ``-_.:``; empty means today (or this hour) per ``batch_granularity``."""
+    """The run key: letters, digits, ``-_.:``; empty means today (or this hour) per ``batch_granularity``.
+
+    The tasks call it ``batch_id`` (``--batch-id`` on the ``luigi`` command line): a bare ``--batch`` is refused
+    by Luigi's first argument pass as an ambiguous abbreviation of its own ``--batch-email-*`` options."""
 
     def normalize(self, x: Any) -> str:
         if x is None or str(x).strip() == "":

@@ -31,6 +31,7 @@ from cbm_luigi.tasks.context import (
     target,
     writer_resources,
 )
+from cbm_luigi.tasks.labels import table_family
 from cbm_luigi.tasks.params import MODES, BatchParameter
 from cbm_luigi.tasks.targets import MarkerTarget, StagingTarget
 
@@ -42,7 +43,7 @@ class TableStep(luigi.Task):
 
     table = luigi.Parameter(description="source table name (e.g. produit, Order-Line or order_line)")
     mode = luigi.ChoiceParameter(choices=MODES, default="incremental", description="full | incremental")
-    batch = BatchParameter(default="", description="run key; default: today (or this hour)")
+    batch_id = BatchParameter(default="", description="run key; default: today (or this hour)")
     # Set by LoadAll (stop-on-critical): the table's first task waits for every critical table.  Not part of the
     # task id: the work is the same, so two runs asking for it share one task in the central scheduler.
     after_critical = luigi.BoolParameter(default=False, significant=False,
@@ -51,11 +52,17 @@ class TableStep(luigi.Task):
     step_name = "flow"
 
     @property
+    def task_family(self) -> str:
+        """``produit.MergeOds``: the node's name in the scheduler's web view (the task id is unchanged; see
+        tasks/labels.py)."""
+        return table_family(type(self), self.table)
+
+    @property
     def spec(self) -> TableSpec:
         return table_spec(settings().target, self.table)
 
     def extract_path(self) -> Path:
-        return extract_dir(settings().cache_dir, self.table, self.batch, self.mode)
+        return extract_dir(settings().cache_dir, self.table, self.batch_id, self.mode)
 
     def manifest(self) -> Manifest:
         return Manifest.read(self.extract_path())
@@ -91,7 +98,7 @@ def _log_failure(task: TableStep, exc: BaseException) -> None:
     except Exception:  # noqa: BLE001 - the spec itself may be what failed
         table = task.table
     error = f"{type(exc).__name__}: {exc}"
-    runlog.write_log_now(target(), table, task.step_name, "failed", batch=task.batch, mode=task.mode,
+    runlog.write_log_now(target(), table, task.step_name, "failed", batch=task.batch_id, mode=task.mode,
                          error=error)
     try:
         try:
@@ -99,7 +106,7 @@ def _log_failure(task: TableStep, exc: BaseException) -> None:
         except Exception:  # noqa: BLE001 - no extract yet
             rows = None
         started = getattr(task, "_cbm_started", None)
-        notify_failure(table=table, step=task.step_name, batch=task.batch, mode=task.mode, error=error,
+        notify_failure(table=table, step=task.step_name, batch=task.batch_id, mode=task.mode, error=error,
                        run_id=runlog.RUN_ID, rows=rows, task_id=task.task_id, target=target(),
                        duration=time.monotonic() - started if started is not None else None)
     except Exception:  # an alert must never fail (or hide) the load's own error
@@ -115,12 +122,13 @@ class ExtractParquet(TableStep):
     def requires(self) -> list[luigi.Task]:
         if not self.after_critical:
             return []
-        return [CriticalGate(mode=self.mode, batch=self.batch)]
+        return [CriticalGate(mode=self.mode, batch_id=self.batch_id)]
 
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.extract_path() / MANIFEST))
 
     def run(self) -> None:
+        step_started = runlog.now()  # the table's flow starts here (its duration: docs/OPERATIONS.md, Durations)
         spec = self.spec
         tgt = target()
         s = settings()
@@ -138,10 +146,10 @@ class ExtractParquet(TableStep):
             with open_source(s) as source, staging_while_extracting(tgt, spec, s.stage_while_extracting) as sink:
                 progress.start(source, spec, window)
                 manifest = extract_to_parquet(
-                    spec, source, window=window, out_dir=self.extract_path(), batch=self.batch, mode=self.mode,
+                    spec, source, window=window, out_dir=self.extract_path(), batch=self.batch_id, mode=self.mode,
                     run_id=runlog.RUN_ID, min_date=tgt.dialect.min_date, max_date=tgt.dialect.max_date,
                     batch_rows=s.extract_batch_rows, rows_per_file=s.rows_per_parquet_file, progress=progress,
-                    workers=s.transform_workers, sink=sink,
+                    workers=s.transform_workers, sink=sink, step_started=step_started,
                 )
                 if sink is not None:
                     sink.commit(manifest, manifest.paths(self.extract_path()))
@@ -156,9 +164,9 @@ class ExtractParquet(TableStep):
 
         def write_log() -> None:
             with tgt.begin() as conn:
-                runlog.write_log(conn, spec.table_name, "extract", "success", batch=self.batch, mode=self.mode,
+                runlog.write_log(conn, spec.table_name, "extract", "success", batch=self.batch_id, mode=self.mode,
                                  rows=manifest.rows, duration=manifest.extract_seconds - manifest.transform_seconds)
-                runlog.write_log(conn, spec.table_name, "transform", "success", batch=self.batch, mode=self.mode,
+                runlog.write_log(conn, spec.table_name, "transform", "success", batch=self.batch_id, mode=self.mode,
                                  rows=manifest.rows, duration=manifest.transform_seconds,
                                  error=str(manifest.cleaning) if any(manifest.cleaning.values()) else None)
 
@@ -219,10 +227,11 @@ class LoadStaging(TableStep):
         return writer_resources()
 
     def requires(self) -> ExtractParquet:
-        return ExtractParquet(table=self.table, mode=self.mode, batch=self.batch, after_critical=self.after_critical)
+        return ExtractParquet(table=self.table, mode=self.mode, batch_id=self.batch_id,
+                              after_critical=self.after_critical)
 
     def output(self) -> StagingTarget:
-        return StagingTarget(settings().target, self.table, self.batch)
+        return StagingTarget(settings().target, self.table, self.batch_id)
 
     def run(self) -> None:
         if self.output().exists():  # staged while extracting (PostgreSQL), in the extract step's transaction
@@ -266,18 +275,19 @@ class MergeOds(TableStep):
         table = canonical_table(url, self.table)
         plan.check([table])  # a cycle or a bad dependency: refused at scheduling, naming it
         deps: list[TableStep] = [
-            MergeOds(table=d, mode=self.mode, batch=self.batch,
+            MergeOds(table=d, mode=self.mode, batch_id=self.batch_id,
                      after_critical=self.after_critical and d not in plan.pre_gate)
             for d in plan.deps(table)
         ]
-        return [LoadStaging(table=self.table, mode=self.mode, batch=self.batch, after_critical=self.after_critical),
+        return [LoadStaging(table=self.table, mode=self.mode, batch_id=self.batch_id,
+                            after_critical=self.after_critical),
                 *deps]
 
     def output(self) -> MarkerTarget:
-        return MarkerTarget(settings().target, self.table, self.batch)
+        return MarkerTarget(settings().target, self.table, self.batch_id)
 
     def run(self) -> None:
-        started = time.perf_counter()
+        started = runlog.now()  # the merge step's start (the flow's, when the extract came from an earlier run)
         manifest = self.manifest()
         # Data-quality rules on the staged rows (= the extract's files): a failed critical rule stops here.
         check_before_merge(target(), self.spec, manifest, manifest.paths(self.extract_path()))
@@ -285,8 +295,7 @@ class MergeOds(TableStep):
         self.percent(0)
 
         def attempt() -> MergeCounts:
-            return merge(target(), self.spec, manifest,
-                         flow_seconds=manifest.extract_seconds + (time.perf_counter() - started))
+            return merge(target(), self.spec, manifest, started=started)
 
         counts = call_with_retry(attempt, what=f"{self.spec.table_name}: merge", on_retry=self.retrying)
         self.percent(100)
@@ -300,9 +309,9 @@ class CriticalGate(luigi.WrapperTask):
     """Complete when every critical table of the batch is merged.  The other tables' extracts wait for it."""
 
     mode = luigi.ChoiceParameter(choices=MODES, default="incremental")
-    batch = BatchParameter(default="")
+    batch_id = BatchParameter(default="", description="run key; default: today (or this hour)")
     priority = TIER_PRIORITY["critical"]
 
     def requires(self) -> list[MergeOds]:
         plan = current_plan(settings().target)
-        return [MergeOds(table=t, mode=self.mode, batch=self.batch) for t in plan.critical]
+        return [MergeOds(table=t, mode=self.mode, batch_id=self.batch_id) for t in plan.critical]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import luigi
 
 from cbm_luigi.tasks.context import canonical_table, current_plan, settings
+from cbm_luigi.tasks.labels import table_family
 from cbm_luigi.tasks.params import MODES, BatchParameter
 from cbm_luigi.tasks.table import CriticalGate, MergeOds
 
@@ -25,17 +26,23 @@ class LoadTable(luigi.WrapperTask):
 
     table = luigi.Parameter(description="source table name, in source or SQL-safe form")
     mode = luigi.ChoiceParameter(choices=MODES, default="incremental")
-    batch = BatchParameter(default="")
+    batch_id = BatchParameter(default="", description="run key; default: today (or this hour)")
+
+    @property
+    def task_family(self) -> str:
+        """``produit.LoadTable`` in the scheduler's web view (the table as typed; see tasks/labels.py)."""
+        return table_family(type(self), self.table)
 
     def requires(self) -> MergeOds:
-        return MergeOds(table=canonical_table(settings().target, self.table), mode=self.mode, batch=self.batch)
+        return MergeOds(table=canonical_table(settings().target, self.table), mode=self.mode,
+                        batch_id=self.batch_id)
 
 
 class LoadAll(luigi.WrapperTask):
     """Every active table of config.ETL_Tables: critical tier first, then high, then normal."""
 
     mode = luigi.ChoiceParameter(choices=MODES, default="incremental")
-    batch = BatchParameter(default="")
+    batch_id = BatchParameter(default="", description="run key; default: today (or this hour)")
     continue_on_error = luigi.BoolParameter(
         default=False, description="when a critical table fails, load the other tables anyway")
 
@@ -49,10 +56,10 @@ class LoadAll(luigi.WrapperTask):
         plan = current_plan(settings().target)
         tables = self.tables()
         merges: list[luigi.Task] = [
-            MergeOds(table=t, mode=self.mode, batch=self.batch,
+            MergeOds(table=t, mode=self.mode, batch_id=self.batch_id,
                      after_critical=plan.gated(t, self.continue_on_error))
             for t in tables
         ]
         if any(plan.gated(t, self.continue_on_error) for t in tables):
-            return [CriticalGate(mode=self.mode, batch=self.batch), *merges]
+            return [CriticalGate(mode=self.mode, batch_id=self.batch_id), *merges]
         return merges

@@ -3,6 +3,7 @@ rem Load one table (or all) now.  Exit code: 0 loaded, 1 a table failed or did n
 rem   scripts\windows\run_etl.bat TABLE MODE [cbm-etl run options...]
 rem   scripts\windows\run_etl.bat produit incremental
 rem   scripts\windows\run_etl.bat all full --continue-on-error
+rem   scripts\windows\run_etl.bat lignecli full --batch-id 2026-11-25T14
 rem Environment: CBM_WORKERS (1), CBM_SCHEDULER_HOST / CBM_SCHEDULER_PORT (central scheduler), CBM_* settings
 rem (or .env / luigi.cfg [cbm]).  Logs: one file per run under CBM_LOG_DIR (data\logs).
 setlocal

@@ -18,10 +18,10 @@ def test_plan_shows_pending_then_done_and_runs_nothing(pg_source, tmp_path, monk
     register_demo_tables(["fournis"])
     assert main(["plan", "fournis", "--mode", "full", "--batch", "b1"]) == 0
     out = capsys.readouterr().out
-    assert "[todo] MergeOds(table=fournis, mode=full, batch=b1)" in out
-    assert "[todo] ExtractParquet(table=fournis, mode=full, batch=b1)" in out
+    assert "[todo] MergeOds(table=fournis, mode=full, batch_id=b1)" in out
+    assert "[todo] ExtractParquet(table=fournis, mode=full, batch_id=b1)" in out
     assert "4 task(s) would run" in out
     assert log_rows() == []  # nothing ran
-    assert build(LoadTable(table="fournis", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="fournis", mode="full", batch_id="b1")).scheduling_succeeded
     assert main(["plan", "fournis", "--mode", "full", "--batch", "b1"]) == 0
     assert "nothing to do: the batch is complete" in capsys.readouterr().out

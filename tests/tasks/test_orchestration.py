@@ -127,11 +127,10 @@ def test_failed_critical_table_stops_the_rest(pg_source, tmp_path, monkeypatch, 
         assert "NOT RUN" in lines[t] and "critical table(s) client did not load: stop-on-critical" in lines[t], t
     assert "2 of 5 table(s) loaded" not in out and "1 of 5 table(s) loaded" in out
 
-    # the same run through the `luigi` command: [retcode] task_failed, still gated.  (`--batch` alone is refused by
-    # luigi's first argument pass as ambiguous with its --batch-email-* options: --LoadAll-batch is not)
+    # the same run through the `luigi` command: [retcode] task_failed, still gated
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(REPO / "luigi.cfg")}
     r = subprocess.run([sys.executable, "-m", "luigi", "--module", "cbm_luigi.tasks", "LoadAll", "--mode", "full",
-                        "--LoadAll-batch", "b2", "--local-scheduler"], cwd=REPO, env=env, capture_output=True, text=True,
+                        "--batch-id", "b2", "--local-scheduler"], cwd=REPO, env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 30, r.stderr[-3000:]
     assert ran("b2") == {"client": "failed at extract", "produit": "loaded"}
@@ -178,7 +177,7 @@ def test_dependencies_and_tiers_are_honoured_with_two_workers(pg_source, tmp_pat
     store.set_dependencies("produit", ["fournis"])  # a critical table waiting for a high one
     clear_caches()
 
-    result = build(LoadAll(mode="full", batch="b1"), workers=2)
+    result = build(LoadAll(mode="full", batch_id="b1"), workers=2)
     assert result.scheduling_succeeded and result.status.name == "SUCCESS", result.summary_text
     rows = [r for r in log_rows() if r["Batch"] == "b1"]
 
@@ -240,7 +239,7 @@ def test_cycles_and_bad_dependencies_are_refused(tmp_path, monkeypatch, capsys):
     store.set_dependencies("client", ["produit"])
     store.set_dependencies("produit", ["lignecli"])
     clear_caches()
-    result = build(LoadAll(mode="full", batch="b1"))
+    result = build(LoadAll(mode="full", batch_id="b1"))
     assert not result.scheduling_succeeded
     assert main(["run", "--all", "--mode", "full", "--batch", "b1"]) == 2
     err = capsys.readouterr().err
@@ -310,7 +309,7 @@ def test_a_dead_source_opens_the_breaker_and_every_extract_fails_at_once(pg_sour
     monkeypatch.setenv("CBM_BREAKER_PROBE_TIMEOUT", "2")
     clear_caches()
 
-    result = build(LoadAll(mode="full", batch="b1", continue_on_error=True))
+    result = build(LoadAll(mode="full", batch_id="b1", continue_on_error=True))
     assert result.status.name == "FAILED"
     failed = [r for r in log_rows() if r["Status"] == "failed"]
     assert sorted(r["TableName"] for r in failed) == sorted(TABLES)
@@ -327,7 +326,7 @@ def test_a_dead_source_opens_the_breaker_and_every_extract_fails_at_once(pg_sour
     monkeypatch.setenv("CBM_SOURCE", pg_source.odbc)
     monkeypatch.setenv("CBM_BREAKER_RESET_SECONDS", "0")
     clear_caches()
-    assert build(LoadAll(mode="full", batch="b1")).status.name == "SUCCESS"
+    assert build(LoadAll(mode="full", batch_id="b1")).status.name == "SUCCESS"
     assert not state.exists()
     assert ods_rows("produit") == pg_source_rows(pg_source, "produit")
 

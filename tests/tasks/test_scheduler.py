@@ -29,6 +29,7 @@ from cbm_luigi.tasks.context import clear_caches
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 TABLES = [t.name for t in demo_data.DEMO_TABLES]
+STEPS = ("ExtractParquet", "LoadStaging", "MergeOds")
 
 
 def free_port() -> int:
@@ -67,18 +68,40 @@ def api(port: int, method: str, **data: Any) -> Any:
 
 def tasks_of_batch(port: int, batch: str, status: str) -> dict[str, Any]:
     found = api(port, "task_list", status=status, upstream_status="", search=batch)
-    return {k: v for k, v in found.items() if v["params"].get("batch") == batch}
+    return {k: v for k, v in found.items() if v["params"].get("batch_id") == batch}
+
+
+def step(node: dict[str, Any]) -> str:
+    """The task class of a node named ``produit.MergeOds`` (or ``LoadAll``)."""
+    return str(node["name"]).rsplit(".", 1)[-1]
+
+
+def assert_named_after_their_table(nodes: dict[str, Any]) -> None:
+    """Each node of a table is named ``<table>.<Step>`` (what the web view's graphs and task list print), its
+    task id still the class's (``MergeOds_...``), and its display name carries the table too."""
+    for task_id, v in nodes.items():
+        table = v["params"].get("table")
+        if table is None:
+            assert v["name"] in ("LoadAll", "CriticalGate"), v
+            continue
+        assert v["name"] == f"{table}.{step(v)}", v
+        assert step(v) in (*STEPS, "LoadTable"), v
+        assert task_id.startswith(f"{step(v)}_"), task_id
+        if "display_name" in v:  # the graph APIs keep it on their root only
+            assert v["display_name"].startswith(f"{table}.{step(v)}(") and f"table={table}" in v["display_name"], v
 
 
 def assert_all_done(port: int, batch: str) -> dict[str, Any]:
     done = tasks_of_batch(port, batch, "DONE")
-    families = sorted(v["name"] for v in done.values())
-    assert families == sorted(["LoadAll", "CriticalGate", *["ExtractParquet", "LoadStaging", "MergeOds"] * 5])
+    names = sorted(v["name"] for v in done.values())
+    assert names == sorted(["LoadAll", "CriticalGate", *[f"{t}.{s}" for t in TABLES for s in STEPS]])
+    assert_named_after_their_table(done)
     for status in ("PENDING", "RUNNING", "FAILED", "DISABLED"):
         assert tasks_of_batch(port, batch, status) == {}, status
     for v in done.values():
-        if v["name"] == "ExtractParquet":
+        if step(v) == "ExtractParquet":
             assert v["progress_percentage"] == 100, v
+            assert (v["status_message"] or "").startswith(f"{v['params']['table']}: "), v
             assert re.search(r"[\d,]+ rows extracted in [\d.]+s \([\d,]+ rows/s\)", v["status_message"] or ""), v
     return done
 
@@ -92,16 +115,25 @@ def test_daily_script_with_two_workers_on_luigid_into_duckdb(luigid, pg_source, 
     batch = f"sched-duck-{tmp_path.name[-12:]}".replace("_", "-")
     env = script_env(CBM_SCHEDULER_HOST="127.0.0.1", CBM_SCHEDULER_PORT=str(luigid["port"]), CBM_WORKERS="2",
                      CBM_DAILY_HEALTH="0", CBM_CACHE_RETENTION_DAYS="7")
-    r = subprocess.run([str(SCRIPTS / "daily_etl.sh"), "--batch", batch, "--mode", "full"], env=env,
+    r = subprocess.run([str(SCRIPTS / "daily_etl.sh"), "--batch-id", batch, "--mode", "full"], env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "daily_etl: done, exit code 0" in r.stdout
     assert "5 of 5 table(s) loaded" in r.stdout
     done = assert_all_done(luigid["port"], batch)
+    # the web view's graphs name each node after its table: /api/graph (every task) and the LoadAll root's tree
+    graph = {k: v for k, v in api(luigid["port"], "graph").items() if v["params"].get("batch_id") == batch}
+    assert set(graph) == set(done)
+    assert_named_after_their_table(graph)
+    root = next(k for k, v in done.items() if v["name"] == "LoadAll")
+    tree = api(luigid["port"], "dep_graph", task_id=root, include_done=True)
+    assert set(tree) == set(done)
+    assert_named_after_their_table(tree)
+    assert tree[root]["display_name"] == f"LoadAll(batch_id={batch}, continue_on_error=False, mode=full)"
     # luigid read luigi.cfg's [resources]; a DuckDB target's writers hold the single-writer resource
     caps = {r["name"]: r["num_total"] for r in api(luigid["port"], "resource_list")}
     assert caps["source_connections"] == 4 and caps["target_writer"] == 1
-    held = {v["name"]: v["resources"] for v in done.values()}
+    held = {step(v): v["resources"] for v in done.values()}
     assert held["ExtractParquet"] == {"source_connections": 1}
     assert held["LoadStaging"] == held["MergeOds"] == {"target_writer": 1}
     clear_caches()
@@ -121,16 +153,29 @@ def test_loadall_two_workers_on_luigid_into_postgresql(luigid, pg_source, pg_dat
     store = register_demo_tables()
     store.set_dependencies("lignecli", ["client", "produit"])
     batch = f"sched-pg-{os.getpid()}-{free_port()}"
-    r = subprocess.run([sys.executable, "-m", "cbm_luigi.cli", "run", "--all", "--mode", "full", "--batch", batch,
+    r = subprocess.run([sys.executable, "-m", "cbm_luigi.cli", "run", "--all", "--mode", "full", "--batch-id", batch,
                         "--workers", "2", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid["port"])],
                        cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     done = assert_all_done(luigid["port"], batch)
-    assert all(v["resources"] == {} for v in done.values() if v["name"] in ("LoadStaging", "MergeOds"))
+    assert all(v["resources"] == {} for v in done.values() if step(v) in ("LoadStaging", "MergeOds"))
     # the dependency is an edge of the graph the scheduler shows
-    merge_ids = {v["params"]["table"]: k for k, v in done.items() if v["name"] == "MergeOds"}
+    merge_ids = {v["params"]["table"]: k for k, v in done.items() if step(v) == "MergeOds"}
     graph = api(luigid["port"], "dep_graph", task_id=merge_ids["lignecli"], include_done=True)
     assert {merge_ids["client"], merge_ids["produit"]} <= set(graph[merge_ids["lignecli"]]["deps"])
+    assert_named_after_their_table(graph)
+    assert graph[merge_ids["lignecli"]]["display_name"] == (
+        f"lignecli.MergeOds(after_critical=True, batch_id={batch}, mode=full, table=lignecli)")
+    # the `luigi` command on the same scheduler, bare options: the batch is complete, LoadTable only checks it
+    luigi_exe = Path(sys.executable).with_name("luigi")
+    r = subprocess.run([str(luigi_exe) if luigi_exe.exists() else "luigi", "--module", "cbm_luigi.tasks", "LoadTable",
+                        "--table", "produit", "--mode", "full", "--batch-id", batch, "--scheduler-host", "127.0.0.1",
+                        "--scheduler-port", str(luigid["port"])], cwd=REPO, env=script_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "ran successfully" not in r.stderr and "complete ones were encountered" in r.stderr, r.stderr[-3000:]
+    wrapper = [v for v in tasks_of_batch(luigid["port"], batch, "DONE").values() if step(v) == "LoadTable"]
+    assert [v["name"] for v in wrapper] == ["produit.LoadTable"]
     clear_caches()
     for t in TABLES:
         assert ods_rows(t) == pg_source_rows(pg_source, t), t
