@@ -16,17 +16,13 @@ import argparse
 from typing import Any
 
 from cbm_luigi.commands.setup import print_table
-from cbm_luigi.config.settings import load_settings
-from cbm_luigi.destinations import open_target
 from cbm_luigi.errors import ConfigError
-from cbm_luigi.ops import profiling, quality, validation
-from cbm_luigi.store.config_tables import MetadataStore
-from cbm_luigi.tasks.context import clear_caches
+from cbm_luigi.model.specs import TABLE_FILTERS
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("validate", help="compare the ODS with the source: row counts, keys, content (hashdiff)")
-    p.add_argument("--filter", choices=validation.FILTERS, default="all", help="which active tables (default all)")
+    p.add_argument("--filter", choices=TABLE_FILTERS, default="all", help="which active tables (default all)")
     p.add_argument("--tables", help="comma-separated table names (instead of --filter)")
     p.add_argument("--sample", type=int, default=10, help="sample keys shown per kind of difference (default 10)")
     p.add_argument("--no-column-diff", action="store_true",
@@ -52,6 +48,11 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.ops import validation  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.config_tables import MetadataStore  # deferred: start-up of cbm-etl
+
     s = load_settings()
     store = MetadataStore(open_target(s.target))
     tables = [t.strip() for t in (args.tables or "").split(",") if t.strip()]
@@ -75,6 +76,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.ops import profiling  # deferred: start-up of cbm-etl
+    from cbm_luigi.tasks.context import clear_caches  # deferred: start-up of cbm-etl
+
     s = load_settings()
     profile = profiling.profile_table(args.table, from_source=args.source, width_warn_pct=args.width_warn_pct,
                                       settings=s)
@@ -99,12 +104,40 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def no_rules_file(table: str, folder: Any) -> str:
+    """The message for a table without a rules file: where it was looked for, and the example to start from."""
+    from pathlib import Path  # deferred: start-up of cbm-etl
+
+    examples = Path(__file__).resolve().parents[2] / "docs" / "examples" / "data_quality"
+    own = next((p for p in sorted(examples.glob("*.y*ml")) if p.stem.lower() == table.lower()), None)
+    example = own or examples / "produit.yaml"
+    if example.is_file():
+        if example.is_relative_to(Path.cwd()):
+            example = example.relative_to(Path.cwd())
+        start = (f"start from the example: mkdir -p {folder} && cp {example} {Path(folder) / f'{table}.yaml'}"
+                 + ("" if own else " and adapt it") + f" (or CBM_DQ_DIR={example.parent} to use the examples as "
+                 "they are)")
+    else:
+        start = "start from docs/examples/data_quality/produit.yaml of the cbm-luigi repository"
+    return (f"table {table}: no rules file {table}.yaml (or .yml, .json) in {folder} (CBM_DQ_DIR, or luigi.cfg "
+            f"[cbm_quality] dq_dir); {start}, or give --rules FILE; rules schema: docs/VALIDATION.md")
+
+
 def cmd_dq(args: argparse.Namespace) -> int:
     from pathlib import Path  # deferred: start-up of cbm-etl
+
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.ops import profiling, quality  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.config_tables import MetadataStore  # deferred: start-up of cbm-etl
 
     s = load_settings()
     target = open_target(s.target)
     spec = MetadataStore(target).table_spec(args.table)
+    # the rules file first: a configuration the operator can fix now, before looking for an extract
+    path = Path(args.rules) if args.rules else quality.rules_file(spec)
+    if path is None:
+        raise ConfigError(no_rules_file(spec.table_name, quality.dq_dir()))
     extracts = profiling.find_extracts(s.cache_dir, spec, mode=args.mode)
     if args.batch:
         extracts = [(d, m) for d, m in extracts if m.batch == args.batch]
@@ -113,10 +146,6 @@ def cmd_dq(args: argparse.Namespace) -> int:
         raise ConfigError(f"table {spec.table_name}: no extract of {what} in the cache {s.cache_dir}; "
                           f"run: cbm-etl run {spec.table_name} (or check CBM_CACHE_DIR)")
     folder, manifest = extracts[0]
-    path = Path(args.rules) if args.rules else quality.rules_file(spec)
-    if path is None:
-        raise ConfigError(f"table {spec.table_name}: no rules file {spec.table_name}.yaml (or .yml, .json) in "
-                          f"{quality.dq_dir()}; write one (docs/VALIDATION.md) or set CBM_DQ_DIR")
     run = quality.run_rules(target, spec, manifest, manifest.paths(folder), path)
     print(f"{spec.table_name}: rules {path} on extract {folder.name} ({manifest.rows:,} rows)")
     print_table(("rule", "type", "column", "severity", "result", "observed"),

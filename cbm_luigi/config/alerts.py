@@ -16,7 +16,7 @@ import luigi
 import luigi.notifications as ln
 
 from cbm_luigi.config.options import config_text, read_option
-from cbm_luigi.config.settings import load_dotenv_once
+from cbm_luigi.config.settings import load_dotenv_once, read_section
 from cbm_luigi.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -122,11 +122,18 @@ def load_email_settings() -> EmailSettings | None:
 def load_alert_settings() -> AlertSettings:
     """Channels and thresholds from the environment (``.env``) and luigi.cfg ``[cbm_alerts]``/``[email]``/``[smtp]``."""
     load_dotenv_once()
-    c = cbm_alerts()
+    c = read_section(cbm_alerts)
     webhooks = tuple(u for u in os.environ.get("CBM_TEAMS_WEBHOOK", "").split() if u)
     for i, u in enumerate(webhooks, 1):
-        if urlsplit(u).scheme not in ("http", "https"):
-            raise ConfigError(f"CBM_TEAMS_WEBHOOK URL #{i} is not an http(s) URL: check the value in .env")
+        # the URL is a secret: never in the message (nor urlsplit's own text, which may quote part of it)
+        try:
+            parts = urlsplit(u)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"CBM_TEAMS_WEBHOOK URL #{i} of {len(webhooks)} is not a valid http(s) URL: copy the "
+                              "Workflows webhook URL again into .env (several URLs: separated by spaces)") from None
     threshold = read_option("cbm_alerts", "failure_threshold", int(c.failure_threshold),
                             env="CBM_ALERT_FAILURE_THRESHOLD")
     if threshold < 0:

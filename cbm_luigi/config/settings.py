@@ -6,10 +6,10 @@ environment            luigi.cfg ``[cbm]``           meaning
 CBM_SOURCE             source                       ODBC connection string (or ``sqlite:///file``)
 CBM_SOURCE_FLAVOR      source_flavor                progress (default) | postgresql | sqlite
 CBM_SOURCE_SCHEMA      source_schema                source schema, default ``PUB``
-CBM_TARGET             target                       SQLAlchemy URL, default ``duckdb:///data/ods.duckdb``
+CBM_TARGET             target                       SQLAlchemy URL, default ``duckdb:///data/cbm_ods.duckdb``
 CBM_CACHE_DIR          cache_dir                    parquet cache, default ``data/cache/parquet``
 CBM_LOG_DIR            log_dir                      run logs, default ``data/logs``
-CBM_BATCH_GRANULARITY  batch_granularity            day (default) | hour: the default ``--batch``
+CBM_BATCH_GRANULARITY  batch_granularity            day (default) | hour: the default ``--batch-id``
 CBM_EXTRACT_BATCH_ROWS extract_batch_rows           rows per Arrow record batch read from the source (at most)
 CBM_EXTRACT_BATCH_MB   extract_batch_mb             MiB of ODBC fetch buffers per batch (caps the rows of wide tables)
 CBM_TRANSFORM_WORKERS  transform_workers            threads hashing batches while the next ones are read
@@ -24,20 +24,29 @@ Secrets are never logged: use :func:`redact` before showing a connection string.
 
 from __future__ import annotations
 
+import configparser
+import contextlib
+import logging
 import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import luigi
+import luigi.configuration
 from dotenv import load_dotenv
 
-from cbm_luigi.errors import ConfigError
+from cbm_luigi.errors import ConfigError, config_file_error
 from cbm_luigi.model.values import parse_bool
 
 FLAVORS = ("progress", "postgresql", "sqlite")
 GRANULARITIES = ("day", "hour")
-DEFAULT_TARGET = "duckdb:///data/ods.duckdb"
+#: not data/ods.duckdb: DuckDB names the catalog after the file, and a catalog ``ods`` makes ``SELECT * FROM
+#: ods.client`` ambiguous between that catalog and the schema ``ods``
+DEFAULT_TARGET = "duckdb:///data/cbm_ods.duckdb"
+#: the default before: a checkout that has this file and not the new one keeps using it (:func:`_default_target`)
+LEGACY_DEFAULT_TARGET = "duckdb:///data/ods.duckdb"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -135,10 +144,76 @@ def _as_bool(env_name: str, cfg_value: object) -> bool:
         raise ConfigError(f"{env_name} must be true or false (1 / 0), got {text!r}") from None
 
 
+C = TypeVar("C", bound=luigi.Config)
+
+#: option -> environment variable, where it is not CBM_<OPTION>
+_ENV_NAMES = {"source_login_timeout": "CBM_SOURCE_TIMEOUT"}
+_KINDS = {"IntParameter": "a whole number", "FloatParameter": "a number", "BoolParameter": "true or false"}
+
+
+def _config_file_of(section: str, option: str) -> str:
+    """The last luigi.cfg file read that sets ``[section] option`` (the one that wins), or 'luigi.cfg'."""
+    parser = luigi.configuration.get_config()
+    for path in reversed(list(getattr(parser, "_config_paths", []))):
+        one = configparser.RawConfigParser()
+        with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
+            if one.read(path) and one.has_option(section, option):
+                return f"luigi.cfg {path}"
+    return "luigi.cfg"
+
+
+def read_section(cls: type[C]) -> C:
+    """Instantiate a ``luigi.Config`` section; a value luigi cannot parse is a ConfigError naming the option,
+    its file and the fix (luigi itself says only "Error when parsing the default value of 'x'")."""
+    try:
+        return cls()
+    except (ValueError, configparser.Error) as exc:
+        cause: BaseException = exc.__cause__ or exc
+        if isinstance(cause, configparser.InterpolationError):  # name the file that sets the option
+            text = str(config_file_error(cause)).removeprefix("luigi.cfg ")
+            raise ConfigError(f"{_config_file_of(cause.section, cause.option)} {text}") from exc
+        if isinstance(cause, configparser.Error):
+            raise config_file_error(cause) from exc
+        section = cls.get_task_family()
+        for name, param in cls.get_params():
+            raw = luigi.configuration.get_config().get(section, name, None)
+            if raw is None:
+                continue
+            try:
+                param.parse(raw)
+            except (ValueError, TypeError):
+                kind = _KINDS.get(type(param).__name__, "a valid value")
+                if isinstance(param, luigi.ChoiceParameter):
+                    kind = "one of " + ", ".join(map(str, param._choices))
+                env = f" ({_ENV_NAMES.get(name, f'CBM_{name.upper()}')})" if section == "cbm" else ""
+                raise ConfigError(f"{_config_file_of(section, name)}: [{section}] {name}{env} = {raw!r} is not "
+                                  f"{kind}: write {kind} (default {param._default!r})") from None
+        raise ConfigError(f"luigi.cfg [{section}] cannot be read: {str(exc).splitlines()[0]}") from exc
+
+
+_legacy_warned = False
+
+
+def _default_target(target: str) -> str:
+    """The target, or the ODS file of a checkout set up before the default became data/cbm_ods.duckdb: with
+    the default target, no data/cbm_ods.duckdb and a data/ods.duckdb, that file (its registrations, watermarks
+    and data) keeps being used, with a warning saying how to rename it."""
+    global _legacy_warned
+    new, old = (Path(url.removeprefix("duckdb:///")) for url in (DEFAULT_TARGET, LEGACY_DEFAULT_TARGET))
+    if target != DEFAULT_TARGET or new.exists() or not old.exists():
+        return target
+    if not _legacy_warned:
+        _legacy_warned = True
+        logging.getLogger(__name__).warning(
+            "target: using %s, the default ODS file before it became %s; rename it (mv %s %s, while no cbm-etl "
+            "or luigi runs) or set CBM_TARGET=%s", old, new, old, new, LEGACY_DEFAULT_TARGET)
+    return LEGACY_DEFAULT_TARGET
+
+
 def load_settings() -> Settings:
     """Read ``.env``, luigi.cfg ``[cbm]`` and the environment, validate, and return the settings."""
     load_dotenv_once()
-    section = cbm()
+    section = read_section(cbm)
     flavor = _pick("CBM_SOURCE_FLAVOR", section.source_flavor).lower()
     if flavor not in FLAVORS:
         raise ConfigError(f"CBM_SOURCE_FLAVOR={flavor!r} is not supported; use one of {', '.join(FLAVORS)}")
@@ -151,7 +226,7 @@ def load_settings() -> Settings:
         source=_pick("CBM_SOURCE", section.source),
         source_flavor=flavor,
         source_schema=_pick("CBM_SOURCE_SCHEMA", section.source_schema),
-        target=_pick("CBM_TARGET", section.target),
+        target=_default_target(_pick("CBM_TARGET", section.target)),
         cache_dir=Path(_pick("CBM_CACHE_DIR", section.cache_dir)),
         log_dir=Path(_pick("CBM_LOG_DIR", section.log_dir)),
         batch_granularity=granularity,

@@ -15,28 +15,42 @@ from cbm_luigi.config.secrets import redact
 from cbm_luigi.destinations.client import Target
 from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.destinations.duckdb import DuckDBDialect
-from cbm_luigi.destinations.mssql import MssqlDialect
-from cbm_luigi.destinations.postgresql import PostgresDialect
 from cbm_luigi.errors import ConfigError
 
-_DIALECTS: dict[str, type[Dialect]] = {"duckdb": DuckDBDialect, "postgresql": PostgresDialect,
-                                     "mssql": MssqlDialect}
+#: PostgreSQL and SQL Server are added on first use (:func:`_dialect_class`): their bulk paths import pyarrow,
+#: which a command on a DuckDB target (``cbm-etl tables``, ``status``) does not need at start-up
+_DIALECTS: dict[str, type[Dialect]] = {"duckdb": DuckDBDialect}
+_BACKENDS = ("duckdb", "mssql", "postgresql")
 
 
 def register_dialect(backend: str, cls: type[Dialect]) -> None:
     _DIALECTS[backend] = cls
 
 
+def _dialect_class(backend: str) -> type[Dialect] | None:
+    if backend == "postgresql" and backend not in _DIALECTS:
+        from cbm_luigi.destinations.postgresql import PostgresDialect  # deferred: start-up of cbm-etl
+
+        _DIALECTS[backend] = PostgresDialect
+    elif backend == "mssql" and backend not in _DIALECTS:
+        from cbm_luigi.destinations.mssql import MssqlDialect  # deferred: start-up of cbm-etl
+
+        _DIALECTS[backend] = MssqlDialect
+    return _DIALECTS.get(backend)
+
+
 def dialect_for_url(url: str) -> Dialect:
     try:
         backend = sa.engine.make_url(url).get_backend_name()
     except Exception as exc:
-        raise ConfigError(f"CBM_TARGET {redact(url)!r} is not a valid URL (e.g. duckdb:///data/ods.duckdb)") from exc
-    if backend not in _DIALECTS:
+        raise ConfigError(f"CBM_TARGET {redact(url)!r} is not a valid URL (e.g. duckdb:///data/cbm_ods.duckdb)") from exc
+    cls = _dialect_class(backend)
+    if cls is None:
         raise ConfigError(
-            f"CBM_TARGET backend {backend!r} is not supported; use one of {', '.join(sorted(_DIALECTS))}"
+            f"CBM_TARGET backend {backend!r} is not supported; use one of "
+            f"{', '.join(sorted({*_BACKENDS, *_DIALECTS}))}"
         )
-    return _DIALECTS[backend].for_url(sa.engine.make_url(url))
+    return cls.for_url(sa.engine.make_url(url))
 
 
 @functools.lru_cache(maxsize=8)
@@ -48,7 +62,12 @@ def open_target(url: str) -> Target:
     if dialect.single_writer:
         kwargs["poolclass"] = sa.pool.NullPool
         if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(u.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"CBM_TARGET {redact(url)!r}: cannot create the folder {folder} of the database "
+                                  f"file ({exc.strerror or exc}): fix the path, or create the folder") from exc
     else:
         kwargs["pool_pre_ping"] = True
     try:

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cbm_luigi.destinations.dialect import Dialect
+from cbm_luigi.destinations.errors import connection_error
 from cbm_luigi.destinations.locking import target_lock
 from cbm_luigi.destinations.types import ColumnDef, needs_widening
 from cbm_luigi.errors import CbmError
@@ -96,8 +97,9 @@ class Target:
         except Exception as exc:
             if not is_driver_error(exc):
                 raise
-            statement = conn.last_statement if conn is not None else "(connecting to the target)"
-            raise self.dialect.translate_error(exc, table=table, step=step, statement=statement) from exc
+            if conn is None:  # connecting failed: name the target and say what to fix
+                raise connection_error(self.dialect, self.url, exc) from exc
+            raise self.dialect.translate_error(exc, table=table, step=step, statement=conn.last_statement) from exc
 
     def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self.begin() as c:

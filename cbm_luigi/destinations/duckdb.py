@@ -37,12 +37,13 @@ class DuckDBDialect(Dialect):
 
     #: DuckDB's own default is 80 % of the machine's memory, which a staging load or a merge of a big table takes
     #: (the memory of the load then follows the table size): capped while loading and merging, unless the target
-    #: URL sets its own (``duckdb:///data/ods.duckdb?memory_limit=2GB``); DuckDB spills to disk beyond it.
+    #: URL sets its own (``duckdb:///data/cbm_ods.duckdb?memory_limit=2GB``); DuckDB spills to disk beyond it.
     default_memory_limit = "512MB"
 
     def __init__(self, catalog: str | None = None, memory_limit: str | None = None) -> None:
-        # DuckDB names the catalog after the file: with data/ods.duckdb, "ods"."t" would be ambiguous between
-        # the catalog and the schema, so names are qualified with the catalog too.
+        # DuckDB names the catalog after the file: with a file named ods.duckdb (the default before
+        # cbm_ods.duckdb), "ods"."t" would be ambiguous between the catalog and the schema, so names are
+        # qualified with the catalog too; any file name works.
         self.catalog = catalog
         self.memory_limit = memory_limit
 

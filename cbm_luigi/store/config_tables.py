@@ -28,7 +28,7 @@ from cbm_luigi.model.specs import (
 )
 from cbm_luigi.model.types import STRING
 from cbm_luigi.model.values import truthy
-from cbm_luigi.store.schema import ETL_COLUMNS, ETL_DEPENDENCIES, ETL_TABLES, has_metadata
+from cbm_luigi.store.schema import ETL_COLUMNS, ETL_DEPENDENCIES, ETL_TABLES, needs_metadata, require_metadata
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,15 @@ class MetadataStore:
     def table_names(self, active_only: bool = False) -> list[str]:
         q = self.d.quote
         sql = f"SELECT {q('TableName')}, {q('IsActive')} FROM {self._t(ETL_TABLES)} ORDER BY {q('TableName')}"
-        rows = self.target.fetchall(sql)
+        with needs_metadata(self.target):
+            rows = self.target.fetchall(sql)
         return [r[0] for r in rows if not active_only or truthy(r[1])]
 
     def resolve_table(self, name: str) -> str:
         """Return the registered TableName for ``name`` in source or SQL-safe form, case-insensitive."""
         q = self.d.quote
-        rows = self.target.fetchall(f"SELECT {q('TableName')}, {q('SqlName')} FROM {self._t(ETL_TABLES)}")
+        with needs_metadata(self.target):
+            rows = self.target.fetchall(f"SELECT {q('TableName')}, {q('SqlName')} FROM {self._t(ETL_TABLES)}")
         found = match_name(name, [(r[0], r[1]) for r in rows])
         if found is None:
             known = ", ".join(sorted(r[0] for r in rows)) or "none"
@@ -401,8 +403,7 @@ def read_plan_rows(target: Target) -> tuple[list[dict[str, Any]], list[dict[str,
 
 def load_plan(target: Target) -> Plan:
     """Read the plan from the target's config tables (two queries)."""
-    if not has_metadata(target):
-        raise MetadataError("the target has no config tables: run cbm-etl init-db, then register tables")
+    require_metadata(target)
     return build_plan(*read_plan_rows(target))
 
 
@@ -431,7 +432,8 @@ def sla_table_rows(target: Target) -> list[tuple[Any, ...]]:
 def synced_table_names(target: Target) -> set[str]:
     """TableNames that have columns in config.ETL_Columns (synced, registered or not)."""
     d = target.dialect
-    rows = target.fetchall(
-        f"SELECT DISTINCT {d.quote('TableName')} FROM {d.qualified(ETL_COLUMNS.schema, ETL_COLUMNS.name)}")
+    with needs_metadata(target):
+        rows = target.fetchall(
+            f"SELECT DISTINCT {d.quote('TableName')} FROM {d.qualified(ETL_COLUMNS.schema, ETL_COLUMNS.name)}")
     return {str(r[0]) for r in rows}
 

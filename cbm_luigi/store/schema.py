@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from cbm_luigi.config.secrets import redact
 from cbm_luigi.destinations.client import Target
 from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.destinations.types import ColumnDef
+from cbm_luigi.errors import MetadataError, TargetError
 from cbm_luigi.model.meta import MetaColumn, MetaTable
 from cbm_luigi.model.types import BIGINT, BOOLEAN, FLOAT, INTEGER, STRING, TIMESTAMP
 from cbm_luigi.store.views import view_statements
@@ -160,3 +164,23 @@ def has_metadata(target: Target) -> bool:
     """Whether ``cbm-etl init-db`` has run on the target (config.ETL_Tables exists)."""
     with target.begin() as conn:
         return bool(target.existing_columns(conn, ETL_TABLES.schema, ETL_TABLES.name))
+
+
+def require_metadata(target: Target) -> None:
+    """A MetadataError saying to run ``cbm-etl init-db`` when the target has no metadata tables."""
+    if not has_metadata(target):
+        raise MetadataError(f"the target {redact(target.url)} has no metadata tables ({ETL_TABLES.schema}."
+                            f"{ETL_TABLES.name}...): run cbm-etl init-db first, then register tables "
+                            "(cbm-etl sync-columns TABLE, cbm-etl add-table TABLE --pk ...)")
+
+
+@contextmanager
+def needs_metadata(target: Target) -> Iterator[None]:
+    """Around reads of the metadata tables: a statement that fails because init-db never ran becomes the
+    MetadataError of :func:`require_metadata` (checked only on that error path: no extra query otherwise)."""
+    try:
+        yield
+    except TargetError as exc:
+        if not exc.connecting:
+            require_metadata(target)
+        raise

@@ -337,18 +337,27 @@ def check_decimal_precision(arr: pa.Array, field: pa.Field) -> None:
         )
 
 
+def check_source_settings(settings: Settings) -> None:
+    """The source settings, checked without connecting (``cbm-etl run`` refuses them before any task starts)."""
+    src = settings.source.strip()
+    if not src:
+        # no "PWD=" in the text: the redaction of connection strings would swallow the rest of the message
+        raise ConfigError(
+            "CBM_SOURCE is not set: put the ODBC connection string of the ERP in .env or the environment, "
+            "e.g. CBM_SOURCE='DSN=progress_erp;UID=etl_reader' plus its password, or run `cbm-etl demo` for the "
+            "demo source"
+        )
+    if src.startswith("sqlite:///") and settings.source_flavor != "sqlite":
+        raise ConfigError(f"CBM_SOURCE is a sqlite file but CBM_SOURCE_FLAVOR={settings.source_flavor}; "
+                          "set it to sqlite")
+
+
 def open_source(settings: Settings) -> Source:
     """Open the configured source.  ``sqlite:///path`` uses stdlib sqlite3; anything else is ODBC."""
     flavor = FLAVORS[settings.source_flavor]()
+    check_source_settings(settings)
     src = settings.source.strip()
-    if not src:
-        raise ConfigError(
-            "CBM_SOURCE is not set: export CBM_SOURCE='DSN=progress_erp;UID=...;PWD=...' "
-            "(or put it in .env), or run `cbm-etl demo` for the demo source"
-        )
     if src.startswith("sqlite:///"):
-        if flavor.name != "sqlite":
-            raise ConfigError(f"CBM_SOURCE is a sqlite file but CBM_SOURCE_FLAVOR={flavor.name}; set it to sqlite")
         return SqliteSource(src[len("sqlite:///"):], flavor, settings.source_schema)
     return OdbcSource(src, flavor, settings.source_schema, settings.source_login_timeout,
                       settings.extract_batch_rows, settings.extract_batch_mb * 2**20)
