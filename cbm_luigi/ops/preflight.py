@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from cbm_luigi.alerts.notify import build_channels
+from cbm_luigi.alerts.channels import build_channels
 from cbm_luigi.config.alerts import load_alert_settings, scheduler_web_url
 from cbm_luigi.config.secrets import redact
 from cbm_luigi.config.settings import Settings, load_dotenv_once, load_settings
@@ -324,7 +324,7 @@ class Preflight:
                      "pip install the database driver of CBM_TARGET (psycopg, mssql-python, pyodbc, duckdb-engine)")
             return
         except Exception as exc:  # noqa: BLE001 - any failure is reported as a FAIL line
-            self.add("target", FAIL, _error_text(exc), "fix CBM_TARGET (a SQLAlchemy URL, e.g. duckdb:///data/ods.duckdb)")
+            self.add("target", FAIL, _error_text(exc), "fix CBM_TARGET (a SQLAlchemy URL, e.g. duckdb:///data/cbm_ods.duckdb)")
             return
         if dialect.single_writer and u.database and u.database != ":memory:" and not Path(u.database).exists():
             self.add("target", FAIL, f"{redact(url)}: database file {u.database} does not exist yet",

@@ -52,7 +52,7 @@ from cbm_luigi.destinations import open_target
 from cbm_luigi.destinations.client import Target
 from cbm_luigi.errors import CbmError, ConfigError, MetadataError, TargetError
 from cbm_luigi.model.naming import quote_ident as _dq
-from cbm_luigi.model.specs import TableSpec
+from cbm_luigi.model.specs import TABLE_FILTERS, TableSpec
 from cbm_luigi.model.types import HASHDIFF
 from cbm_luigi.ops import reports
 from cbm_luigi.pipeline import transform
@@ -65,7 +65,7 @@ from cbm_luigi.store.config_tables import MetadataStore
 
 log = logging.getLogger(__name__)
 
-FILTERS = ("all", "dimensions", "facts", "critical")
+FILTERS = TABLE_FILTERS
 STATUSES = ("match", "behind", "mismatch", "error")
 #: ODS columns that, when present (and not a business column), mark a soft-deleted row: a ``*_ts`` column is
 #: deleted when NOT NULL, a flag when true.  Rows marked deleted are not expected in the source.

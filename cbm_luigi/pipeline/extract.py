@@ -101,6 +101,9 @@ class Manifest:
     cleaning: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     transform_work_seconds: float = 0.0  # transform work summed over the worker threads (overlaps the read)
+    # ISO, local time (the clock of etl.ETL_Log.LogTs) the extract step started: the start of the table's flow,
+    # from which the merge measures its duration (docs/OPERATIONS.md, "Durations").  '' in older manifests.
+    started: str = ""
 
     @property
     def source_clock_ts(self) -> datetime:
@@ -153,6 +156,7 @@ def extract_to_parquet(
     progress: Callable[[int, float], None] | None = None,
     workers: int = 2,
     sink: BatchSink | None = None,
+    step_started: datetime | None = None,
 ) -> Manifest:
     """Run the extraction and write the extract atomically.  Returns its manifest.
 
@@ -161,8 +165,11 @@ def extract_to_parquet(
     a writer thread writes their results, in order, to the parquet files and to ``sink``.  At most
     ``2 * workers + 1`` batches are in flight: memory is bounded by the batch size, not the table size.
     ``transform_seconds`` in the manifest is the time the writer waited for transforms (the part not hidden behind
-    the read); ``transform_work_seconds`` the transform work itself.
+    the read); ``transform_work_seconds`` the transform work itself.  ``step_started``: when the extract step
+    began (the task's start, before its watermark read and progress count), the manifest's ``started``; default
+    now.
     """
+    began = step_started or datetime.now()
     started = time.perf_counter()
     clock = source.clock()  # before the SELECT: rows changed during the read are caught by the next run
     sql, params = source.flavor.select_sql(spec, source.schema, window)
@@ -263,6 +270,7 @@ def extract_to_parquet(
             extract_seconds=round(time.perf_counter() - started, 3),
             transform_seconds=round(waited, 3), cleaning=cleaning.as_dict(),
             created=datetime.now().isoformat(timespec="seconds"), transform_work_seconds=round(work, 3),
+            started=began.isoformat(timespec="microseconds"),
         )
         (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
         if out_dir.exists():  # a leftover without manifest cannot be complete: replace it

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from datetime import datetime
 
 from cbm_luigi.destinations.client import Connection, Target
 from cbm_luigi.destinations.merge import MergeCounts
@@ -47,10 +48,28 @@ def check_deletions(conn: Connection, spec: TableSpec, manifest: Manifest) -> in
     return missing
 
 
-def merge(target: Target, spec: TableSpec, manifest: Manifest, flow_seconds: float | None = None) -> MergeCounts:
-    """MERGE staging into the ODS with watermark, marker and run-log rows in one transaction."""
+def flow_start(conn: Connection, spec: TableSpec, manifest: Manifest, merge_started: datetime) -> datetime:
+    """When this run's flow of the table began (docs/OPERATIONS.md, "Durations").
+
+    The extract step's start, recorded in the manifest, when this run extracted; when the extract came from an
+    earlier run (which failed later), the start of this run's first logged step of the table and batch, or of
+    the merge step itself, whichever is earlier.
+    """
+    if manifest.started and manifest.run_id == runlog.RUN_ID:
+        return datetime.fromisoformat(manifest.started)
+    first = runlog.first_step_start(conn, spec.table_name, manifest.batch)
+    return min(first, merge_started) if first is not None else merge_started
+
+
+def merge(target: Target, spec: TableSpec, manifest: Manifest, started: datetime | None = None) -> MergeCounts:
+    """MERGE staging into the ODS with watermark, marker and run-log rows in one transaction.
+
+    ``started``: when the merge step began (its data-quality check included; default now).  The flow_complete
+    row's DurationSeconds is the table's flow, from :func:`flow_start` to this transaction's last statement.
+    """
     d = target.dialect
-    started = time.perf_counter()
+    merge_started = started or runlog.now()
+    started_clock = time.perf_counter()
     with target.begin(table=spec.table_name, step="merge_ods") as conn:
         state = staging_state(target, spec.table_name, conn)
         if state is None or state.batch != manifest.batch:
@@ -69,10 +88,13 @@ def merge(target: Target, spec: TableSpec, manifest: Manifest, flow_seconds: flo
             counts = replace(counts, deleted=deletions)
         advance_watermark(conn, spec.table_name, manifest.source_clock_ts)
         write_marker(conn, spec.table_name, manifest.batch, manifest.mode)
-        merge_seconds = time.perf_counter() - started
+        began = flow_start(conn, spec, manifest, merge_started)
+        merge_seconds = time.perf_counter() - started_clock
         runlog.write_log(conn, spec.table_name, "merge_ods", "success", batch=manifest.batch, mode=manifest.mode,
                          rows=counts.staged, inserted=counts.inserted, updated=counts.updated,
                          unchanged=counts.unchanged, deleted=counts.deleted, duration=merge_seconds)
+        # the last statement before the commit: the marker and this row become visible together
+        flow_seconds = max(0.0, (runlog.now() - began).total_seconds())
         runlog.write_log(conn, spec.table_name, "flow_complete", "success", batch=manifest.batch,
                          mode=manifest.mode, rows=counts.staged, inserted=counts.inserted, updated=counts.updated,
                          unchanged=counts.unchanged, deleted=counts.deleted, duration=flow_seconds)

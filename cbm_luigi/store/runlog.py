@@ -119,3 +119,20 @@ def count_rows(target: Target) -> int:
     row = target.fetchone(f"SELECT COUNT(*) FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)}")
     return int(row[0]) if row else 0
 
+
+RUN_ROW_COLUMNS = ("TableName", "StepName", "Status", "RowsProcessed", "RowsInserted", "RowsUpdated",
+                   "RowsUnchanged", "DurationSeconds", "ErrorMessage", "Batch")
+
+
+def rows_of_run(target: Target, run_id: str, batch: str | None = None) -> list[dict[str, Any]]:
+    """The ETL_Log rows of one run (and batch), oldest first, as dicts keyed by column name."""
+    d = target.dialect
+    q = d.quote
+    where = f"{q('RunId')} = :r" + (f" AND {q('Batch')} = :b" if batch is not None else "")
+    params = {"r": run_id, **({"b": batch} if batch is not None else {})}
+    rows = target.fetchall(
+        f"SELECT {', '.join(q(c) for c in RUN_ROW_COLUMNS)} FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} "
+        f"WHERE {where} ORDER BY {q('LogTs')}", params,
+    )
+    return [dict(zip(RUN_ROW_COLUMNS, r, strict=True)) for r in rows]
+

@@ -19,8 +19,8 @@ import sqlglot
 from sqlglot import exp
 
 from cbm_luigi.destinations.client import Target
-from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.destinations.mssql import MssqlDialect
+from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.model.specs import ColumnSpec, TableSpec
 from cbm_luigi.model.types import (
     BIGINT,
@@ -138,7 +138,7 @@ def render_log(log: Sequence[tuple[str, list[str]]]) -> str:
 
 def merge_transaction(existing_ods: Sequence[str]) -> str:
     target = RecordingTarget(existing_ods)
-    counts = load.merge(target, SPEC, MANIFEST, flow_seconds=2.0)
+    counts = load.merge(target, SPEC, MANIFEST)
     assert (counts.inserted, counts.updated, counts.unchanged) == (4, 3, 3)
     return render_log(target.log)
 

@@ -20,8 +20,8 @@ from conftest import build, configure
 from cbm_luigi.commands.setup import sync_tables
 from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
-from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.destinations.mssql import DEPLOY_ROLE, ROLE
+from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.store.config_tables import MetadataStore
 from cbm_luigi.store.mssql_scripts import scripts
 from cbm_luigi.store.schema import METADATA_TABLES, init_db
@@ -124,18 +124,18 @@ def test_full_then_incremental_load_on_both_bulk_paths(driver: str, mssql_databa
     url = mssql_database if driver == "as configured" else with_driver(mssql_database, driver)
     source = demo_source(tmp_path, monkeypatch, url)
     register(url)
-    assert build(LoadAll(mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadAll(mode="full", batch_id="b1")).scheduling_succeeded
     for t in TABLES:
         assert ods_count(url, t) == source_count(source, t), t
     changes = demo_data.apply_sqlite_changes(source, change_ts=datetime.now().replace(microsecond=0))
-    assert build(LoadAll(mode="incremental", batch="b2")).scheduling_succeeded
+    assert build(LoadAll(mode="incremental", batch_id="b2")).scheduling_succeeded
     counts = merged(url, "b2")
     for t in TABLES:
         c = changes.tables[t]
         assert counts[t][1:] == (len(c.inserted_keys), len(c.updated_keys)), t
         assert ods_count(url, t) == source_count(source, t), t
     # the same batch again runs nothing; a new full batch changes nothing
-    assert build(LoadAll(mode="full", batch="b3")).scheduling_succeeded
+    assert build(LoadAll(mode="full", batch_id="b3")).scheduling_succeeded
     assert all(v[1:] == (0, 0) for v in merged(url, "b3").values())
 
 
@@ -169,9 +169,9 @@ def test_the_least_privilege_roles_are_enough(restricted_login: tuple[str, str],
     init_db(open_target(deploy))  # cbm_etl_deploy may run init-db (views, metadata columns)
     source = demo_source(tmp_path, monkeypatch, runtime)
     register(runtime, init=False)  # cbm_etl: config writes, stg/ods tables created on the fly, bulk load, MERGE
-    assert build(LoadAll(mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadAll(mode="full", batch_id="b1")).scheduling_succeeded
     demo_data.apply_sqlite_changes(source, change_ts=datetime.now().replace(microsecond=0))
-    assert build(LoadAll(mode="incremental", batch="b2")).scheduling_succeeded
+    assert build(LoadAll(mode="incremental", batch_id="b2")).scheduling_succeeded
     for t in TABLES:
         assert ods_count(runtime, t) == source_count(source, t), t
     # and no more than that: the runtime role cannot create views

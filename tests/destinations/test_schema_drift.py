@@ -34,7 +34,7 @@ def test_a_widened_source_decimal_widens_the_ods(pg_source, target_url, monkeypa
     configure(monkeypatch, source=pg_source.odbc, flavor="progress", schema=pg_source.schema, target=target_url)
     assert main(["sync-columns", "produit"]) == 0
     assert main(["add-table", "produit", "--pk", "cod_pro", "--date-modif-col", "dat_mod"]) == 0
-    assert build(LoadTable(table="produit", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="produit", mode="full", batch_id="b1")).scheduling_succeeded
 
     big = Decimal("12345678901234567890.1234")  # 24 digits: too wide for the old numeric(18,4)
     t = f'"{pg_source.schema}"."produit"'
@@ -42,7 +42,7 @@ def test_a_widened_source_decimal_widens_the_ods(pg_source, target_url, monkeypa
     pg_source.execute(f'UPDATE {t} SET "prix-vente" = %s, "dat_mod" = LOCALTIMESTAMP WHERE "cod_pro" = 7', (big,))
     assert main(["sync-columns", "produit"]) == 0
     clear_caches()
-    assert build(LoadTable(table="produit", mode="incremental", batch="b2")).scheduling_succeeded
+    assert build(LoadTable(table="produit", mode="incremental", batch_id="b2")).scheduling_succeeded
 
     target = open_target(settings().target)
     d = target.dialect

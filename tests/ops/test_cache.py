@@ -143,8 +143,8 @@ def test_cleanup_after_real_loads(tmp_path, monkeypatch, capsys):
     configure(monkeypatch, source=f"sqlite:///{tmp_path / 'erp.sqlite'}", flavor="sqlite", schema="PUB",
               target=f"duckdb:///{tmp_path / 'ods.duckdb'}")
     register_demo_tables(["produit", "fournis"])
-    assert build(LoadTable(table="produit", mode="full", batch="b1")).scheduling_succeeded
-    assert build(LoadStaging(table="fournis", mode="full", batch="b1")).scheduling_succeeded  # no merge yet
+    assert build(LoadTable(table="produit", mode="full", batch_id="b1")).scheduling_succeeded
+    assert build(LoadStaging(table="fournis", mode="full", batch_id="b1")).scheduling_succeeded  # no merge yet
     cache = settings().cache_dir
     assert (cache / "produit" / "b1__full" / MANIFEST).exists() and (cache / "fournis" / "b1__full").exists()
 
@@ -156,5 +156,5 @@ def test_cleanup_after_real_loads(tmp_path, monkeypatch, capsys):
     assert not (cache / "produit").exists()
     assert (cache / "fournis" / "b1__full" / MANIFEST).exists()
     clear_caches()
-    assert build(LoadTable(table="fournis", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="fournis", mode="full", batch_id="b1")).scheduling_succeeded
     assert len(ods_rows("fournis")) > 0

@@ -123,7 +123,7 @@ def test_profile_figures_are_exact_and_apply_changes_only_what_it_said(article, 
 
 def test_profile_of_the_extract_matches_the_source(article):
     clear_caches()
-    assert build(LoadTable(table="article", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="article", mode="full", batch_id="b1")).scheduling_succeeded
     from_extract = profiling.profile_table("article")
     from_source = profiling.profile_table("article", from_source=True)
     assert from_extract.origin == "extract" and from_source.origin == "source"

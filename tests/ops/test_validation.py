@@ -44,7 +44,7 @@ def test_validation_finds_deleted_extra_and_changed_rows(pg_source, target_url, 
     configure(monkeypatch, source=pg_source.odbc, flavor="progress", schema=pg_source.schema, target=target_url)
     monkeypatch.setenv("CBM_REPORTS_DIR", str(tmp_path / "reports"))
     register_demo_tables(["fournis"])
-    assert build(LoadTable(table="fournis", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="fournis", mode="full", batch_id="b1")).scheduling_succeeded
 
     # a clean table validates, through the command, exit code 0
     assert main(["validate", "--tables", "fournis"]) == 0
@@ -114,7 +114,7 @@ def test_filter_clause_is_respected_and_a_never_loaded_table_is_an_error(tmp_pat
     store.register_table("client", primary_key=["cod_cli"], date_modif_col="dat_mod", precision="date",
                          filter_clause='"cod_cli" <= 100', is_dimension=True)
     clear_caches()
-    assert build(LoadTable(table="client", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="client", mode="full", batch_id="b1")).scheduling_succeeded
     results = {r.table: r for r in validation.run_validation(["client", "produit"])}
     assert results["client"].status == "match"
     assert results["client"].source_rows == results["client"].target_rows == 100
@@ -137,7 +137,7 @@ def test_filters_pick_tables_from_their_flags(tmp_path, monkeypatch):
 
 def test_stale_stored_hashdiff_is_reported_with_equal_values(tmp_path, monkeypatch):
     _sqlite_demo(tmp_path, monkeypatch, ["fournis"])
-    assert build(LoadTable(table="fournis", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="fournis", mode="full", batch_id="b1")).scheduling_succeeded
     target = open_target(settings().target)
     d = target.dialect
     key = target.fetchall(f"SELECT MIN({d.quote('cod_fou')}) FROM {d.qualified('ods', 'fournis')}")[0][0]

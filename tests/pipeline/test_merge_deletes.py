@@ -28,7 +28,7 @@ def test_full_loads_mark_deleted_keys_and_revive_returning_ones(pg_source, targe
     assert main(["sync-columns", "fournis"]) == 0
     assert main(["add-table", "fournis", "--pk", "cod_fou", "--date-modif-col", "dat_mod",
                  "--detect-deletes", "--delete-guard-pct", "5"]) == 0
-    assert build(LoadTable(table="fournis", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="fournis", mode="full", batch_id="b1")).scheduling_succeeded
     assert not any(deleted_keys().values())
 
     t = f'"{pg_source.schema}"."fournis"'
@@ -36,9 +36,9 @@ def test_full_loads_mark_deleted_keys_and_revive_returning_ones(pg_source, targe
     kept = pg_source.execute(f'SELECT * FROM {t} WHERE "cod_fou" = %s', (gone[0],))
     pg_source.execute(f'DELETE FROM {t} WHERE "cod_fou" = ANY(%s)', (gone,))
     # an incremental run knows nothing of deletes
-    assert build(LoadTable(table="fournis", mode="incremental", batch="b2")).scheduling_succeeded
+    assert build(LoadTable(table="fournis", mode="incremental", batch_id="b2")).scheduling_succeeded
     assert not any(deleted_keys().values())
-    assert build(LoadTable(table="fournis", mode="full", batch="b3")).scheduling_succeeded
+    assert build(LoadTable(table="fournis", mode="full", batch_id="b3")).scheduling_succeeded
     state = deleted_keys()
     assert sorted(k for k, dead in state.items() if dead) == sorted(gone)
     assert len(state) == 300  # marked, never removed
@@ -48,7 +48,7 @@ def test_full_loads_mark_deleted_keys_and_revive_returning_ones(pg_source, targe
     # the first key comes back unchanged: revived, although its hashdiff did not change
     placeholders = ", ".join(["%s"] * len(kept[0]))
     pg_source.execute(f"INSERT INTO {t} VALUES ({placeholders})", kept[0])
-    assert build(LoadTable(table="fournis", mode="full", batch="b4")).scheduling_succeeded
+    assert build(LoadTable(table="fournis", mode="full", batch_id="b4")).scheduling_succeeded
     state = deleted_keys()
     assert sorted(k for k, dead in state.items() if dead) == sorted(gone[1:])
 
@@ -58,14 +58,14 @@ def test_a_partial_read_does_not_look_like_a_mass_delete(pg_source, tmp_path, mo
               target=f"duckdb:///{tmp_path / 'ods.duckdb'}")
     assert main(["sync-columns", "fournis"]) == 0
     assert main(["add-table", "fournis", "--pk", "cod_fou", "--date-modif-col", "dat_mod", "--detect-deletes"]) == 0
-    assert build(LoadTable(table="fournis", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="fournis", mode="full", batch_id="b1")).scheduling_succeeded
     store = MetadataStore(open_target(settings().target))
     watermark = store.watermark("fournis")
 
     t = f'"{pg_source.schema}"."fournis"'
     pg_source.execute(f'DELETE FROM {t} WHERE "cod_fou" IN (SELECT "cod_fou" FROM {t} ORDER BY 1 LIMIT 150)')
     pg_source.execute(f'UPDATE {t} SET "raison-soc" = \'changed\'')
-    result = build(LoadTable(table="fournis", mode="full", batch="b2"))
+    result = build(LoadTable(table="fournis", mode="full", batch_id="b2"))
     assert result.status.name != "SUCCESS"
     failed = [r for r in log_rows() if r["Status"] == "failed"]
     assert failed and failed[-1]["StepName"] == "merge_ods"

@@ -56,12 +56,13 @@ def log_row(conn: Any, table: str, run: str, step: str, status: str, ts: datetim
 
 def run_ok(conn: Any, table: str, run: str, ended: datetime, durations: tuple[float, ...] = (1, 0.5, 2, 1.5),
            rows: int = 100, ins: int = 10, upd: int = 5) -> None:
-    """A successful flow ending at ``ended``: four step rows one second apart, then flow_complete."""
+    """A successful flow ending at ``ended``: four step rows one second apart, then flow_complete, whose
+    duration (the flow's, twice the steps' sum here) is what the views must report, not a sum of the steps."""
     start = ended - timedelta(seconds=len(STEPS))
     for i, (step, dur) in enumerate(zip(STEPS, durations, strict=True)):
         log_row(conn, table, run, step, "success", start + timedelta(seconds=i), rows=rows, dur=dur,
                 ins=ins if step == "merge_ods" else None, upd=upd if step == "merge_ods" else None)
-    log_row(conn, table, run, "flow_complete", "success", ended, rows=rows, dur=99.0, ins=ins, upd=upd)
+    log_row(conn, table, run, "flow_complete", "success", ended, rows=rows, dur=2 * sum(durations), ins=ins, upd=upd)
 
 
 def seed() -> None:
@@ -128,7 +129,7 @@ def test_last_runs_view(view_target):
     ok = last["t_ok"]
     assert (ok["RunId"], ok["Batch"], ok["Mode"], ok["Status"]) == ("r3", "b", "incremental", "success")
     assert ok["StartedTs"] == NOW - timedelta(hours=2, seconds=4) and ok["EndedTs"] == NOW - timedelta(hours=2)
-    assert approx(ok["DurationSeconds"]) == 10.0  # the four steps, not flow_complete's own figure
+    assert approx(ok["DurationSeconds"]) == 20.0  # flow_complete's figure, not the sum of the four steps (10)
     assert (ok["RowsProcessed"], ok["RowsInserted"], ok["RowsUpdated"], ok["RowsUnchanged"]) == (300, 30, 20, 250)
     assert ok["ErrorMessage"] is None
     warn = last["t_warn"]
@@ -136,7 +137,7 @@ def test_last_runs_view(view_target):
     assert warn["EndedTs"] == NOW - timedelta(minutes=50) and warn["RowsInserted"] is None
     run = last["t_running"]
     assert (run["Status"], run["EndedTs"], run["RowsProcessed"]) == ("running", None, 5)
-    assert approx(run["DurationSeconds"]) == 1.5
+    assert run["DurationSeconds"] is None  # no flow_complete yet: no flow duration
 
 
 def test_table_performance_view(view_target):
@@ -145,8 +146,8 @@ def test_table_performance_view(view_target):
     assert set(perf) == {"t_ok", "t_warn", "t_crit", "t_short", "t_running", "t_off"}
     ok = perf["t_ok"]  # r1, r2, r3 in the window; r-old is 10 days old
     assert (ok["Runs"], ok["Successes"], ok["Failures"]) == (3, 2, 1)
-    assert approx(ok["AvgDurationSeconds"]) == 7.5  # (5 + 10) / 2: successful runs
-    assert approx(ok["LastDurationSeconds"]) == 10.0
+    assert approx(ok["AvgDurationSeconds"]) == 15.0  # (10 + 20) / 2: the successful runs' flow durations
+    assert approx(ok["LastDurationSeconds"]) == 20.0
     assert ok["TotalRows"] == 400
     assert ok["LastSuccessTs"] == NOW - timedelta(hours=2)
     warn = perf["t_warn"]

@@ -60,10 +60,10 @@ def test_sqlite_source_full_then_incremental(access, tmp_path, monkeypatch):
         configure(monkeypatch, source=f"DRIVER={{{driver}}};Database={db}", flavor="sqlite", schema="main",
                   target=f"duckdb:///{tmp_path / 'ods.duckdb'}")
     register_demo_tables()
-    assert build(LoadAll(mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadAll(mode="full", batch_id="b1")).scheduling_succeeded
     for t in TABLES:
         assert ods_rows(t) == sqlite_rows(db, t), t
     demo_data.apply_sqlite_changes(db, change_ts=datetime.now().replace(microsecond=0))
-    assert build(LoadAll(mode="incremental", batch="b2")).scheduling_succeeded
+    assert build(LoadAll(mode="incremental", batch_id="b2")).scheduling_succeeded
     for t in TABLES:
         assert ods_rows(t) == sqlite_rows(db, t), t
