@@ -35,8 +35,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cbm_luigi.store.schema import init_db
-
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -142,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _fresh_target(kind: str, args: argparse.Namespace, workdir: Path, created: list[str]) -> str:
     if kind == "duckdb":
-        path = workdir / kind / "ods.duckdb"
+        path = workdir / kind / "cbm_ods.duckdb"
         path.parent.mkdir(parents=True, exist_ok=True)
         for p in (path, path.with_suffix(".duckdb.wal")):
             p.unlink(missing_ok=True)
@@ -174,6 +172,7 @@ def _register(table: str) -> Any:
     from bench.source import DATE_MODIF, KEY
     from cbm_luigi.commands.setup import sync_tables
     from cbm_luigi.store.config_tables import MetadataStore
+    from cbm_luigi.store.schema import init_db  # deferred: start-up of cbm-etl
     from cbm_luigi.tasks.context import clear_caches, settings
 
     target = target_of(settings().target)
@@ -195,7 +194,7 @@ def _measure_target(res: TargetResult, args: argparse.Namespace, env: dict[str, 
     name = table.name
 
     def luigi(label: str, mode: str, batch: str, tbl: str = name) -> Any:
-        r = run_luigi(f"{res.kind} {label}", ["LoadTable", "--table", tbl, "--mode", mode, "--LoadTable-batch", batch], env, wd)
+        r = run_luigi(f"{res.kind} {label}", ["LoadTable", "--table", tbl, "--mode", mode, "--batch-id", batch], env, wd)
         r.label = label
         with environment(env):
             read_run_log(r, env["CBM_TARGET"], tbl)

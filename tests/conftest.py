@@ -142,8 +142,8 @@ TARGET_KINDS = ["duckdb", "postgresql", "mssql"]
 def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Every pipeline test runs once per target: DuckDB file, PostgreSQL database, SQL Server (opt-in)."""
     kind = request.param
-    if kind == "duckdb":
-        return f"duckdb:///{tmp_path / 'ods.duckdb'}"
+    if kind == "duckdb":  # the default file name; the tests with a tmp ods.duckdb cover the name used before
+        return f"duckdb:///{tmp_path / 'cbm_ods.duckdb'}"
     if kind == "postgresql":
         return str(request.getfixturevalue("pg_database"))
     url = os.environ.get("CBM_TEST_MSSQL_URL")
@@ -202,6 +202,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
             monkeypatch.delenv(k)
     monkeypatch.setenv("CBM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("CBM_LOG_DIR", str(tmp_path / "logs"))
+    # reports (the night report written after every run --all, too) never land in the checkout's reports/
+    monkeypatch.setenv("CBM_REPORTS_DIR", str(tmp_path / "reports"))
     clear_caches()
     yield
     clear_caches()

@@ -18,7 +18,6 @@ from cbm_luigi.commands.setup import print_table
 from cbm_luigi.errors import MetadataError
 from cbm_luigi.model.plan import build_plan, describe_cycle, find_cycle
 from cbm_luigi.model.values import truthy
-from cbm_luigi.store.config_tables import read_plan_rows
 
 
 def add_parser(sub: Any) -> None:
@@ -32,7 +31,10 @@ def add_parser(sub: Any) -> None:
 
 def cmd_depends(args: argparse.Namespace) -> int:
     from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
-    from cbm_luigi.store.config_tables import MetadataStore  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.config_tables import (  # deferred: start-up of cbm-etl
+        MetadataStore,
+        read_plan_rows,
+    )
     from cbm_luigi.tasks.context import (  # deferred: start-up of cbm-etl
         clear_caches,
         settings,
@@ -70,6 +72,8 @@ def cmd_depends(args: argparse.Namespace) -> int:
 
 def check_dependencies(target: Any, table: str, depends_on: list[str]) -> None:
     """Refuse unknown or inactive tables, a table waiting for itself, and any cycle the change would make."""
+    from cbm_luigi.store.config_tables import read_plan_rows  # deferred: start-up of cbm-etl
+
     table_rows, dep_rows = read_plan_rows(target)
     active = {str(r["TableName"]) for r in table_rows if truthy(r["IsActive"])}
     if table not in active:

@@ -15,7 +15,6 @@ import argparse
 from typing import Any
 
 from cbm_luigi.commands.setup import print_table
-from cbm_luigi.store.schema import has_metadata
 
 
 def add_parser(sub: Any) -> None:
@@ -124,6 +123,7 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     from cbm_luigi.alerts.notify import send_test_alert  # deferred: start-up of cbm-etl
     from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
     from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.schema import has_metadata  # deferred: start-up of cbm-etl
 
     target = None
     try:

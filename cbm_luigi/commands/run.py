@@ -2,28 +2,30 @@
 
     cbm-etl run produit --mode incremental          # one table
     cbm-etl run --all --mode incremental            # LoadAll
-    cbm-etl run produit --batch 2026-11-25T14 --workers 2 --scheduler-host 127.0.0.1
+    cbm-etl run produit --batch-id 2026-11-25T14 --workers 2 --scheduler-host 127.0.0.1
+
+``--batch-id`` is the run key (``--batch`` is accepted as an alias), the ``luigi`` command's ``--batch-id``.
 
 Exit code: 0 when every requested table is loaded (or already was, for this batch), 1 when any table failed or
 was not run, 2 for a configuration error found before the run (e.g. a dependency cycle).  The summary names
 each table's outcome: loaded, already loaded, FAILED at <step>, or NOT RUN and why (a dependency that did not
-load, or the critical gate).  The run also logs to its own file under CBM_LOG_DIR.
+load, or the critical gate), and its duration (docs/OPERATIONS.md, Durations).  The run also logs to its own file
+under CBM_LOG_DIR; ``--all`` also writes the night report (``cbm-etl report``), never failing the run if it cannot.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import luigi
-
-from cbm_luigi.destinations import open_target
 from cbm_luigi.model.plan import Outcome, Plan, table_outcomes
-from cbm_luigi.store import markers, runlog
-from cbm_luigi.store.schema import ETL_LOG
-from cbm_luigi.tasks.context import canonical_table, current_plan, settings
-from cbm_luigi.tasks.wrappers import LoadAll, LoadTable
+
+if TYPE_CHECKING:
+    import luigi
+    import luigi.execution_summary
+
+    from cbm_luigi.tasks.wrappers import LoadAll, LoadTable
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("table", nargs="?", help="table to load (omit with --all)")
     p.add_argument("--all", action="store_true", help="every active table, by priority tier")
     p.add_argument("--mode", choices=("full", "incremental"), default="incremental")
-    p.add_argument("--batch", default="", help="run key (default: today, or this hour)")
+    p.add_argument("--batch-id", "--batch", dest="batch_id", default="",
+                   help="run key (default: today, or this hour); --batch is an alias")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--continue-on-error", action="store_true")
     p.add_argument("--scheduler-host", help="use the central scheduler (luigid) at this host")
@@ -44,6 +47,8 @@ def add_parser(sub: Any) -> None:
 def build_result(tasks: list[luigi.Task], workers: int = 1, scheduler_host: str | None = None,
                  scheduler_port: int = 8082) -> luigi.execution_summary.LuigiRunResult:
     """Run tasks through Luigi (the central scheduler when a host is given, else a local one)."""
+    import luigi  # deferred: start-up of cbm-etl
+
     kwargs: dict[str, Any] = {"workers": workers, "detailed_summary": True}
     if scheduler_host:
         kwargs.update(scheduler_host=scheduler_host, scheduler_port=scheduler_port)
@@ -59,6 +64,8 @@ def build(tasks: list[luigi.Task], workers: int = 1, scheduler_host: str | None 
 
 
 def succeeded(result: luigi.execution_summary.LuigiRunResult) -> bool:
+    import luigi.execution_summary  # deferred: start-up of cbm-etl
+
     return bool(result.scheduling_succeeded) and result.status in (
         luigi.execution_summary.LuigiStatusCode.SUCCESS,
         luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY,
@@ -68,19 +75,30 @@ def succeeded(result: luigi.execution_summary.LuigiRunResult) -> bool:
 def cmd_run(args: argparse.Namespace) -> int:
     if bool(args.table) == bool(args.all):
         raise SystemExit("cbm-etl run: give a TABLE or --all (not both)")
+    from cbm_luigi.pipeline.sources import check_source_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.store import runlog  # deferred: start-up of cbm-etl
+    from cbm_luigi.tasks.context import (  # deferred: start-up of cbm-etl
+        canonical_table,
+        current_plan,
+        settings,
+    )
+    from cbm_luigi.tasks.wrappers import LoadAll, LoadTable  # deferred: start-up of cbm-etl
+
     url = settings().target
     plan = current_plan(url)
     task: LoadAll | LoadTable
     if args.all:
-        task = LoadAll(mode=args.mode, batch=args.batch, continue_on_error=args.continue_on_error)
+        task = LoadAll(mode=args.mode, batch_id=args.batch_id, continue_on_error=args.continue_on_error)
         tables = list(plan.tables)
         plan.check()  # a cycle or a bad dependency: refused before anything runs, naming it
     else:
-        task = LoadTable(table=args.table, mode=args.mode, batch=args.batch)
+        task = LoadTable(table=args.table, mode=args.mode, batch_id=args.batch_id)
         tables = [canonical_table(url, args.table)]
         plan.check(tables)
+    # a source setting that cannot work is refused here, exit 2, instead of failing every extract (exit 1)
+    check_source_settings(settings())
     log.info("run %s: %s, mode %s, batch %s, %d worker(s), %s", runlog.RUN_ID, "all tables" if args.all else
-             tables[0], args.mode, task.batch, args.workers,
+             tables[0], args.mode, task.batch_id, args.workers,
              f"scheduler {args.scheduler_host}:{args.scheduler_port}" if args.scheduler_host else "local scheduler")
     try:
         result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
@@ -88,24 +106,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("the run could not complete: %s: %s", type(exc).__name__, exc)
         print(f"cbm-etl run: {type(exc).__name__}: {exc}")
         return 1
-    outcomes = print_outcomes(plan, tables, task.batch, continue_on_error=args.continue_on_error, gate=args.all)
+    outcomes = print_outcomes(plan, tables, task.batch_id, continue_on_error=args.continue_on_error, gate=args.all)
     ok = succeeded(result) and outcomes is not None and all(o.ok for o in outcomes)
+    if args.all:  # the night report (cbm-etl report); an error writing it is logged, never fails the load
+        from cbm_luigi.ops.night_report import write_after_run  # deferred: start-up of cbm-etl
+
+        if (report := write_after_run()) is not None:
+            print(f"night report: {report.latest}")
     return 0 if ok else 1
+
+
+def first_line(text: str) -> str:
+    """The whole first line of an error (the summary shows it uncut: it names the object and the fix)."""
+    return (text.strip().splitlines() or [""])[0]
 
 
 def outcomes_of_run(plan: Plan, tables: list[str], batch: str, *, continue_on_error: bool,
                     gate: bool = True) -> list[Outcome]:
     """Each table's outcome in this run, from etl.ETL_Log (this run id and batch) and the merge markers."""
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.store import markers, runlog  # deferred: start-up of cbm-etl
+    from cbm_luigi.tasks.context import settings  # deferred: start-up of cbm-etl
+
     target = open_target(settings().target)
-    d = target.dialect
-    q = d.quote
-    names = ["TableName", "StepName", "Status", "RowsProcessed", "RowsInserted", "RowsUpdated", "RowsUnchanged",
-             "DurationSeconds", "ErrorMessage"]
-    rows = [dict(zip(names, r, strict=True)) for r in target.fetchall(
-        f"SELECT {', '.join(q(n) for n in names)} FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} "
-        f"WHERE {q('RunId')} = :r AND {q('Batch')} = :b ORDER BY {q('LogTs')}",
-        {"r": runlog.RUN_ID, "b": batch},
-    )]
+    rows = runlog.rows_of_run(target, runlog.RUN_ID, batch)
     wanted = plan.closure(tables)
     complete = {t: markers.marker_exists(target, t, batch) for t in wanted}
     return table_outcomes(plan, tables, rows, complete, continue_on_error=continue_on_error, gate=gate)
@@ -115,6 +139,7 @@ def print_outcomes(plan: Plan, tables: list[str], batch: str, *, continue_on_err
                    gate: bool = True) -> list[Outcome] | None:
     """Print (and log) the run summary; None when the target cannot be read (Luigi's summary said why)."""
     from cbm_luigi.commands.setup import print_table  # deferred: start-up of cbm-etl
+    from cbm_luigi.store import runlog  # deferred: start-up of cbm-etl
 
     try:
         outcomes = outcomes_of_run(plan, tables, batch, continue_on_error=continue_on_error, gate=gate)
@@ -125,7 +150,7 @@ def print_outcomes(plan: Plan, tables: list[str], batch: str, *, continue_on_err
     for o in outcomes:
         seconds = f"{o.seconds:.1f}" if o.seconds else ""
         rows.append((o.table, o.tier, o.describe(), *(("" if v is None else v) for v in
-                     (o.rows, o.inserted, o.updated, o.unchanged)), seconds, o.detail[:100]))
+                     (o.rows, o.inserted, o.updated, o.unchanged)), seconds, first_line(o.detail)))
         if o.ok:
             log.info("%s: %s %s", o.table, o.describe(), o.detail)
         else:
@@ -137,21 +162,20 @@ def print_outcomes(plan: Plan, tables: list[str], batch: str, *, continue_on_err
 
 def run_summary(run_id: str) -> list[tuple[Any, ...]]:
     """Per table of this run: outcome, rows, inserted, updated, unchanged, seconds (from etl.ETL_Log)."""
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.store import runlog  # deferred: start-up of cbm-etl
+    from cbm_luigi.tasks.context import settings  # deferred: start-up of cbm-etl
+
     target = open_target(settings().target)
-    d = target.dialect
-    q = d.quote
-    rows = target.fetchall(
-        f"SELECT {q('TableName')}, {q('StepName')}, {q('Status')}, {q('RowsProcessed')}, {q('RowsInserted')}, "
-        f"{q('RowsUpdated')}, {q('RowsUnchanged')}, {q('DurationSeconds')}, {q('ErrorMessage')}, {q('Batch')} "
-        f"FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} WHERE {q('RunId')} = :r ORDER BY {q('LogTs')}",
-        {"r": run_id},
-    )
     out: dict[str, tuple[Any, ...]] = {}
-    for table, step, status, n, ins, upd, unch, secs, err, batch in rows:
+    for r in runlog.rows_of_run(target, run_id):
+        table, step, status, n, ins, upd, unch, secs, err, batch = (
+            r["TableName"], r["StepName"], r["Status"], r["RowsProcessed"], r["RowsInserted"], r["RowsUpdated"],
+            r["RowsUnchanged"], r["DurationSeconds"], r["ErrorMessage"], r["Batch"])
         if step == "flow_complete" and status == "success":
             out[table] = (table, batch, "loaded", n, ins, upd, unch, f"{secs:.2f}" if secs is not None else "")
         elif status == "failed":
-            out[table] = (table, batch, f"FAILED at {step}", "", "", "", "", (err or "")[:80])
+            out[table] = (table, batch, f"FAILED at {step}", "", "", "", "", first_line(err or ""))
     return list(out.values())
 
 

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cbm_luigi.config.secrets import redact
-from cbm_luigi.config.settings import load_settings
-from cbm_luigi.destinations import open_target
 from cbm_luigi.errors import MetadataError
 from cbm_luigi.model.naming import match_name
 from cbm_luigi.model.specs import PRECISIONS, PRIORITIES, SyncReport
-from cbm_luigi.pipeline.sources import Source, open_source
-from cbm_luigi.store.config_tables import MetadataStore
-from cbm_luigi.store.schema import has_metadata, init_db
-from cbm_luigi.tasks.context import clear_caches
+
+if TYPE_CHECKING:
+    from cbm_luigi.pipeline.sources import Source
 
 
 def add_parser(sub: Any) -> None:
@@ -50,6 +46,11 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_init_db(args: argparse.Namespace) -> int:
+    from cbm_luigi.config.secrets import redact  # deferred: start-up of cbm-etl
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.schema import init_db  # deferred: start-up of cbm-etl
+
     s = load_settings()
     target = open_target(s.target)
     done = init_db(target)
@@ -70,6 +71,13 @@ def source_table_name(source: Source, name: str) -> str:
 
 
 def sync_tables(names: list[str]) -> list[SyncReport]:
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.pipeline.sources import open_source  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.config_tables import MetadataStore  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.schema import has_metadata, init_db  # deferred: start-up of cbm-etl
+    from cbm_luigi.tasks.context import clear_caches  # deferred: start-up of cbm-etl
+
     s = load_settings()
     target = open_target(s.target)
     if not has_metadata(target):
@@ -94,12 +102,19 @@ def cmd_sync_columns(args: argparse.Namespace) -> int:
 
 
 def cmd_add_table(args: argparse.Namespace) -> int:
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.config_tables import (  # deferred: start-up of cbm-etl
+        MetadataStore,
+        synced_table_names,
+    )
+    from cbm_luigi.tasks.context import clear_caches  # deferred: start-up of cbm-etl
+
     s = load_settings()
     store = MetadataStore(open_target(s.target))
     table = args.table
     # accept the SQL-safe spelling of a table whose columns were synced under its source name
-    known = {r[0] for r in store.target.fetchall(
-        f"SELECT DISTINCT {store.d.quote('TableName')} FROM {store.d.qualified('config', 'ETL_Columns')}")}
+    known = synced_table_names(store.target)
     table = match_name(table, [(k, k.replace("-", "_")) for k in known]) or table
     spec = store.register_table(
         table, primary_key=[p.strip() for p in args.pk.split(",") if p.strip()],
@@ -116,6 +131,10 @@ def cmd_add_table(args: argparse.Namespace) -> int:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
+    from cbm_luigi.config.settings import load_settings  # deferred: start-up of cbm-etl
+    from cbm_luigi.destinations import open_target  # deferred: start-up of cbm-etl
+    from cbm_luigi.store.config_tables import MetadataStore  # deferred: start-up of cbm-etl
+
     s = load_settings()
     store = MetadataStore(open_target(s.target))
     rows = []

@@ -12,7 +12,7 @@ _BATCH_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
 def default_batch(granularity: str, now: datetime | None = None) -> str:
-    """The batch key used when ``--batch`` is not given: ``2026-11-25`` (day) or ``2026-11-25T14`` (hour)."""
+    """The batch key used when ``--batch-id`` is not given: ``2026-11-25`` (day) or ``2026-11-25T14`` (hour)."""
     now = now or datetime.now()
     return now.strftime("%Y-%m-%dT%H") if granularity == "hour" else now.strftime("%Y-%m-%d")
 

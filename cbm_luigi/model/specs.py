@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 PRIORITIES = ("critical", "high", "normal")
 PRECISIONS = ("date", "datetime")
+#: which active tables ``cbm-etl validate --filter`` selects (here, below the commands, so that the command line
+#: offers the choices without importing the validation module)
+TABLE_FILTERS = ("all", "dimensions", "facts", "critical")
 _LOOKBACK = re.compile(r"^\s*(\d+)\s*([dhm])\s*$", re.I)
 
 

@@ -95,11 +95,12 @@ def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, caps
         source = _rows(bench.conninfo, f'SELECT {_cols(src_cols)} FROM "PUB"."bench-wide-{ROWS}x{COLS}"')
         assert len(source) == ROWS
         for kind, t in figures["targets"].items():
-            sql = f'SELECT {_cols(ods_cols)} FROM {"ods.ods" if kind == "duckdb" else "ods"}."bench_wide_{ROWS}x{COLS}"'
+            # cbm_ods.duckdb: ods.<table> is the schema ods in DuckDB too (a file named ods.duckdb needed ods.ods)
+            sql = f'SELECT {_cols(ods_cols)} FROM ods."bench_wide_{ROWS}x{COLS}"'
             if kind == "duckdb":
                 import duckdb
 
-                con = duckdb.connect(str(tmp_path / "work" / "duckdb" / "ods.duckdb"), read_only=True)
+                con = duckdb.connect(str(tmp_path / "work" / "duckdb" / "cbm_ods.duckdb"), read_only=True)
                 try:
                     ods = {tuple(norm(v) for v in r) for r in con.execute(sql).fetchall()}
                 finally:
@@ -146,14 +147,14 @@ def test_postgresql_staging_is_loaded_while_extracting(pg_source: Any, pg_databa
 
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=pg_database)
     register_demo_tables(["produit"])
-    assert build(ExtractParquet(table="produit", mode="full", batch="b1")).scheduling_succeeded
+    assert build(ExtractParquet(table="produit", mode="full", batch_id="b1")).scheduling_succeeded
     target = open_target(pg_database)
     state = staging_state(target, "produit")
     assert state is not None and state.batch == "b1" and state.rows > 0  # staged by the extract step itself
     assert target.fetchone('SELECT COUNT(*) FROM "stg"."produit"') == (state.rows,)
     staged = [r for r in log_rows() if r["StepName"] == "load_staging"]
     assert len(staged) == 1 and staged[0]["RowsProcessed"] == state.rows
-    assert build(LoadTable(table="produit", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="produit", mode="full", batch_id="b1")).scheduling_succeeded
     assert len([r for r in log_rows() if r["StepName"] == "load_staging"]) == 1  # the staging step had nothing to do
     assert ods_rows("produit") == pg_source_rows(pg_source, "produit")
 
@@ -162,9 +163,9 @@ def test_postgresql_staging_is_loaded_while_extracting(pg_source: Any, pg_databa
     from cbm_luigi.tasks.context import clear_caches
 
     clear_caches()
-    assert build(ExtractParquet(table="produit", mode="full", batch="b2")).scheduling_succeeded
+    assert build(ExtractParquet(table="produit", mode="full", batch_id="b2")).scheduling_succeeded
     assert staging_state(open_target(pg_database), "produit").batch == "b1"  # type: ignore[union-attr]
-    assert build(LoadTable(table="produit", mode="full", batch="b2")).scheduling_succeeded
+    assert build(LoadTable(table="produit", mode="full", batch_id="b2")).scheduling_succeeded
     assert staging_state(open_target(pg_database), "produit").batch == "b2"  # type: ignore[union-attr]
 
 
@@ -188,9 +189,9 @@ def test_staging_error_while_extracting_is_left_to_the_staging_step(pg_source: A
     with target.begin() as conn:  # staging that refuses every row
         target.ensure_table(conn, "stg", spec.sql_name, target.dialect.staging_columns(spec))
         conn.execute(f'ALTER TABLE "stg"."{spec.sql_name}" ADD CONSTRAINT no_rows CHECK (false) NOT VALID')
-    assert build(ExtractParquet(table="produit", mode="full", batch="b1")).scheduling_succeeded
+    assert build(ExtractParquet(table="produit", mode="full", batch_id="b1")).scheduling_succeeded
     assert staging_state(target, "produit") is None
-    result = build(LoadTable(table="produit", mode="full", batch="b1"))
+    result = build(LoadTable(table="produit", mode="full", batch_id="b1"))
     assert result.status.name != "SUCCESS"
     failed = [r for r in log_rows() if r["Status"] == "failed"]
     assert failed and failed[-1]["StepName"] == "load_staging" and "no_rows" in failed[-1]["ErrorMessage"]
@@ -211,8 +212,8 @@ def test_duckdb_merge_replaces_changed_rows_and_keeps_extra_columns(pg_source: A
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema,
               target=f"duckdb:///{tmp_path / 'ods.duckdb'}")
     register_demo_tables(["produit", "client"])
-    assert build(LoadTable(table="produit", mode="full", batch="b1"),
-                 LoadTable(table="client", mode="full", batch="b1")).scheduling_succeeded
+    assert build(LoadTable(table="produit", mode="full", batch_id="b1"),
+                 LoadTable(table="client", mode="full", batch_id="b1")).scheduling_succeeded
     target = open_target(f"duckdb:///{tmp_path / 'ods.duckdb'}")
     ods = target.dialect.qualified("ods", "client")
     with target.begin() as conn:
@@ -220,8 +221,8 @@ def test_duckdb_merge_replaces_changed_rows_and_keeps_extra_columns(pg_source: A
         conn.execute(f"UPDATE {ods} SET note = 'kept'")
     changes = demo_data.apply_postgres_changes(pg_source.conninfo, schema=pg_source.schema,
                                                change_ts=datetime.now().replace(microsecond=0))
-    assert build(LoadTable(table="produit", mode="incremental", batch="b2"),
-                 LoadTable(table="client", mode="incremental", batch="b2")).scheduling_succeeded
+    assert build(LoadTable(table="produit", mode="incremental", batch_id="b2"),
+                 LoadTable(table="client", mode="incremental", batch_id="b2")).scheduling_succeeded
     merged = {r["TableName"]: r for r in log_rows() if r["Batch"] == "b2" and r["StepName"] == "merge_ods"}
     for table in ("produit", "client"):
         assert changes.tables[table].updated_keys, table  # the case under test: rows were updated

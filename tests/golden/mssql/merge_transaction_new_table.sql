@@ -69,6 +69,9 @@ UPDATE [config].[ETL_Tables] SET [LastSuccessTs] = :ts WHERE [TableName] = :t AN
 INSERT INTO [etl].[ETL_Markers] ([MarkerId], [TableName], [Batch], [Mode], [RunId], [CompletedTs]) VALUES (:m, :t, :b, :mode, :r, :ts)
 -- params: b, m, mode, r, t, ts
 
+SELECT [LogTs], [DurationSeconds] FROM [etl].[ETL_Log] WHERE [RunId] = :r AND [TableName] = :t AND [Batch] = :b
+-- params: b, r, t
+
 INSERT INTO [etl].[ETL_Log] ([LogId], [RunId], [TableName], [Batch], [Mode], [StepName], [Status], [RowsProcessed], [RowsInserted], [RowsUpdated], [RowsUnchanged], [RowsDeleted], [DurationSeconds], [ErrorMessage], [LogTs]) VALUES (:LogId, :RunId, :TableName, :Batch, :Mode, :StepName, :Status, :RowsProcessed, :RowsInserted, :RowsUpdated, :RowsUnchanged, :RowsDeleted, :DurationSeconds, :ErrorMessage, :LogTs)
 -- params: Batch, DurationSeconds, ErrorMessage, LogId, LogTs, Mode, RowsDeleted, RowsInserted, RowsProcessed, RowsUnchanged, RowsUpdated, RunId, Status, StepName, TableName
 

@@ -4,7 +4,7 @@ WITH runs AS (
         MIN([LogTs]) AS [StartedTs], MAX([LogTs]) AS [LastTs],
         SUM(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN 1 ELSE 0 END) AS [NOk],
         SUM(CASE WHEN [Status] = 'failed' THEN 1 ELSE 0 END) AS [NFailed],
-        SUM(CASE WHEN [StepName] <> 'flow_complete' THEN [DurationSeconds] END) AS [Dur],
+        MAX(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN [DurationSeconds] END) AS [Dur],
         MAX(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN [LogTs] END) AS [OkTs],
         MAX(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN [RowsProcessed] END) AS [RowsOk],
         MAX([RowsProcessed]) AS [RowsAny],
