@@ -100,19 +100,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     log.info("run %s: %s, mode %s, batch %s, %d worker(s), %s", runlog.RUN_ID, "all tables" if args.all else
              tables[0], args.mode, task.batch_id, args.workers,
              f"scheduler {args.scheduler_host}:{args.scheduler_port}" if args.scheduler_host else "local scheduler")
+    from cbm_luigi.ops.night_report import (  # deferred: start-up of cbm-etl
+        write_after_run,
+        written_at_the_end,
+    )
+
     try:
-        result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
+        with written_at_the_end():  # the report is written below, whatever the outcome
+            result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
     except Exception as exc:  # noqa: BLE001 - e.g. the central scheduler is unreachable: say so, exit non-zero
         log.error("the run could not complete: %s: %s", type(exc).__name__, exc)
         print(f"cbm-etl run: {type(exc).__name__}: {exc}")
         return 1
     outcomes = print_outcomes(plan, tables, task.batch_id, continue_on_error=args.continue_on_error, gate=args.all)
     ok = succeeded(result) and outcomes is not None and all(o.ok for o in outcomes)
-    if args.all:  # the night report (cbm-etl report); an error writing it is logged, never fails the load
-        from cbm_luigi.ops.night_report import write_after_run  # deferred: start-up of cbm-etl
-
-        if (report := write_after_run()) is not None:
-            print(f"night report: {report.latest}")
+    # the night report (cbm-etl report); an error writing it is logged, never fails the load
+    if args.all and (report := write_after_run()) is not None:
+        print(f"night report: {report.latest}")
     return 0 if ok else 1
 
 

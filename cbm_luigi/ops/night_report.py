@@ -16,9 +16,10 @@ which only logs its own errors: a report must never fail the load).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -396,11 +397,28 @@ def _json(report: NightReport) -> dict[str, Any]:
     return data
 
 
-def write_after_run() -> NightFiles | None:
-    """The night report after ``cbm-etl run --all`` (unless ``night_report = false`` in ``[cbm_ops]`` /
-    ``CBM_NIGHT_REPORT=0``).  Never raises: an error is logged and the run's exit code is left alone."""
+_caller_writes = False
+
+
+@contextlib.contextmanager
+def written_at_the_end() -> Iterator[None]:
+    """While ``cbm-etl run --all`` builds the graph: ``LoadAll``'s handler leaves the report to the command, which
+    writes it at the end whatever the outcome (a failed night never completes ``LoadAll``)."""
+    global _caller_writes
+    _caller_writes = True
     try:
-        if not cbm_option("night_report", True):
+        yield
+    finally:
+        _caller_writes = False
+
+
+def write_after_run(*, from_handler: bool = False) -> NightFiles | None:
+    """The night report after a run of every table: when ``LoadAll`` completes (its success handler, so the
+    ``luigi`` command writes it too) or at the end of ``cbm-etl run --all`` (see :func:`written_at_the_end`).
+    Off with ``night_report = false`` in ``[cbm_ops]`` / ``CBM_NIGHT_REPORT=0``.  Never raises: an error is logged
+    and the run's exit code is left alone."""
+    try:
+        if not cbm_option("night_report", True) or (from_handler and _caller_writes):
             return None
         files = write_night_report()
         log.info("night report: %s", files.describe())

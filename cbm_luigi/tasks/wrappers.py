@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import luigi
 
+from cbm_luigi.ops.night_report import write_after_run
 from cbm_luigi.tasks.context import canonical_table, current_plan, settings
 from cbm_luigi.tasks.labels import table_family
 from cbm_luigi.tasks.params import MODES, BatchParameter
@@ -63,3 +64,9 @@ class LoadAll(luigi.WrapperTask):
         if any(plan.gated(t, self.continue_on_error) for t in tables):
             return [CriticalGate(mode=self.mode, batch_id=self.batch_id), *merges]
         return merges
+
+
+@LoadAll.event_handler(luigi.Event.SUCCESS)
+def _write_night_report(task: LoadAll) -> None:
+    """Every table of the batch is loaded: write the night report (``cbm-etl report``); never fails the run."""
+    write_after_run(from_handler=True)

@@ -5,8 +5,10 @@ self-contained page (no script, no external asset); and a report that cannot be 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
+import subprocess
 import uuid
 from datetime import date, datetime, timedelta
 from html.parser import HTMLParser
@@ -22,6 +24,8 @@ from cbm_luigi.destinations import open_target
 from cbm_luigi.ops import night_report
 from cbm_luigi.ops.night_report import Day, history_chart
 from cbm_luigi.tasks.context import clear_caches, settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 TABLES = [t.name for t in demo_data.DEMO_TABLES]
 
@@ -180,3 +184,14 @@ def test_chart_and_page_escape_what_they_print():
     html = night_report.render(report)
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "never loaded" in html
+
+
+def test_the_luigi_command_writes_the_night_report_when_load_all_completes(source):
+    """`luigi ... LoadAll` (not only cbm-etl run --all) leaves the report of the night in reports/night/."""
+    register_demo_tables(["produit"])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(["luigi", "--module", "cbm_luigi.tasks", "LoadAll", "--mode", "full", "--batch-id", "l1",
+                           "--local-scheduler"], cwd=source, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    latest = source / "reports" / "night" / "latest.html"
+    assert latest.exists() and "produit" in latest.read_text(encoding="utf-8")
