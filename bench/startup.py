@@ -59,6 +59,30 @@ def time_command(cmd: list[str], env: dict[str, str], repeat: int) -> list[float
     return seconds
 
 
+ISOLATION = """
+import statistics, sys, time
+import cbm_luigi.tasks  # the task process: Luigi, SQLAlchemy, Arrow, the drivers loaded
+from cbm_luigi.pipeline.isolation import run_isolated
+seconds = []
+for _ in range(int(sys.argv[1])):
+    t0 = time.perf_counter()
+    run_isolated(lambda: {"rows": 1, "files": ["part-00000.parquet"]}, table="bench")
+    seconds.append(time.perf_counter() - t0)
+print(f"{statistics.median(seconds) * 1000:.1f} {min(seconds) * 1000:.1f}")
+"""
+
+
+def isolation_cost(python: list[str], env: dict[str, str], repeat: int) -> tuple[float, float]:
+    """Milliseconds (median, min) that running an extract in a child process of its own adds (fork, result back
+    through a pipe, wait), measured in a process that has loaded what a task process loads."""
+    r = subprocess.run([*python, "-c", ISOLATION, str(max(repeat, 5) * 4)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError(f"extract isolation: exit code {r.returncode}\n{r.stderr[-2000:]}")
+    median, least = r.stdout.split()
+    return float(median), float(least)
+
+
 def run(args: argparse.Namespace) -> int:
     repeat = max(int(getattr(args, "repeat", 5) or 1), 1)
     cbm_etl, python = launcher(getattr(args, "cbm_etl", None))
@@ -87,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"startup: {exc}", file=sys.stderr)
                 return 1
             rows.append((label, f"{statistics.median(seconds):.2f}", f"{min(seconds):.2f}"))
+        try:
+            isolation = isolation_cost(python, env, repeat)
+        except RuntimeError as exc:
+            print(f"startup: {exc}", file=sys.stderr)
+            return 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"cbm-etl start-up: {' '.join(cbm_etl)} ({version.stdout.strip() or 'version unknown'}); "
@@ -97,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))
+    print(f"extract isolation (a child process per extract, docs/PERFORMANCE.md): {isolation[0]:.1f} ms median, "
+          f"{isolation[1]:.1f} ms min, per extract")
     return 0
 
 

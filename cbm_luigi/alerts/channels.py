@@ -25,6 +25,7 @@ import requests
 from cbm_luigi.alerts.cards import _card_json, message_card_sections, workflow_payload
 from cbm_luigi.alerts.message import FAILURE, HEALTH_ERROR, TEST, Alert, Delivery, excerpt
 from cbm_luigi.config.alerts import AlertSettings, EmailSettings
+from cbm_luigi.config.secrets import redact_text, secret_values, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,10 @@ class _WebhookChannel(Channel):
         self.sleep = sleep
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._url, "<webhook URL>")[:300]
+        """A reply may quote the URL (its ``sig=`` is the webhook's password), whole or in pieces, escaped or not:
+        every form of it, and every other secret, hidden (config/secrets.py) before the text is cut."""
+        text = text.replace(self._url, "<webhook URL>")
+        return redact_text(text, sorted(url_secrets(self._url) | set(secret_values()), key=len, reverse=True))[:300]
 
     def _post(self, alert: Alert, compact: bool) -> HttpAnswer:
         raise NotImplementedError

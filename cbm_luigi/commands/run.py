@@ -6,8 +6,9 @@
 
 ``--batch-id`` is the run key (``--batch`` is accepted as an alias), the ``luigi`` command's ``--batch-id``.
 
-Exit code: 0 when every requested table is loaded (or already was, for this batch), 1 when any table failed or
-was not run, 2 for a configuration error found before the run (e.g. a dependency cycle).  The summary names
+Exit code: 0 when every requested table is loaded (or already was, for this batch: its merge marker exists,
+whoever merged it, another run or another worker of the central scheduler), 1 when any table failed or was not
+run, 2 for a configuration error found before the run (e.g. a dependency cycle).  The summary names
 each table's outcome: loaded, already loaded, FAILED at <step>, or NOT RUN and why (a dependency that did not
 load, or the critical gate), and its duration (docs/OPERATIONS.md, Durations).  The run also logs to its own file
 under CBM_LOG_DIR; ``--all`` also writes the night report (``cbm-etl report``), never failing the run if it cannot.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from cbm_luigi.model.plan import Outcome, Plan, table_outcomes
@@ -72,9 +74,25 @@ def succeeded(result: luigi.execution_summary.LuigiRunResult) -> bool:
     )
 
 
+#: how often a run waits for the tasks of its batch that another worker of the central scheduler runs
+OTHER_WORKERS_POLL_SECONDS = 2.0
+
+
+def run_by_other_workers(result: luigi.execution_summary.LuigiRunResult) -> bool:
+    """True when the run ended with tasks it asked for still running in another worker (or waiting on one)."""
+    import luigi.execution_summary  # deferred: start-up of cbm-etl
+
+    worker = getattr(result, "worker", None)
+    if worker is None:
+        return False
+    summary = luigi.execution_summary._summary_dict(worker)
+    return bool(summary.get("run_by_other_worker") or summary.get("upstream_run_by_other_worker"))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if bool(args.table) == bool(args.all):
         raise SystemExit("cbm-etl run: give a TABLE or --all (not both)")
+    from cbm_luigi.config.options import check_ops_options  # deferred: start-up of cbm-etl
     from cbm_luigi.pipeline.sources import check_source_settings  # deferred: start-up of cbm-etl
     from cbm_luigi.store import runlog  # deferred: start-up of cbm-etl
     from cbm_luigi.tasks.context import (  # deferred: start-up of cbm-etl
@@ -97,6 +115,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan.check(tables)
     # a source setting that cannot work is refused here, exit 2, instead of failing every extract (exit 1)
     check_source_settings(settings())
+    check_ops_options()  # a bad [cbm_ops] value: exit 2 now, not a failed table later
+    from cbm_luigi.pipeline.extract import check_cache_dir  # deferred: start-up of cbm-etl
+
+    check_cache_dir(settings().cache_dir)  # a cache that is a file or read-only: exit 2, naming CBM_CACHE_DIR
     log.info("run %s: %s, mode %s, batch %s, %d worker(s), %s", runlog.RUN_ID, "all tables" if args.all else
              tables[0], args.mode, task.batch_id, args.workers,
              f"scheduler {args.scheduler_host}:{args.scheduler_port}" if args.scheduler_host else "local scheduler")
@@ -108,12 +130,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with written_at_the_end():  # the report is written below, whatever the outcome
             result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
+            # A worker of the central scheduler leaves ([worker] keep_alive=false) when what is left of the batch
+            # runs in another worker: wait for it, scheduling again (and taking over what it leaves undone).
+            while args.scheduler_host and run_by_other_workers(result):
+                log.info("tasks of batch %s are run by another worker: waiting %.0fs, then asking again",
+                         task.batch_id, OTHER_WORKERS_POLL_SECONDS)
+                time.sleep(OTHER_WORKERS_POLL_SECONDS)
+                result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
     except Exception as exc:  # noqa: BLE001 - e.g. the central scheduler is unreachable: say so, exit non-zero
         log.error("the run could not complete: %s: %s", type(exc).__name__, exc)
         print(f"cbm-etl run: {type(exc).__name__}: {exc}")
         return 1
     outcomes = print_outcomes(plan, tables, task.batch_id, continue_on_error=args.continue_on_error, gate=args.all)
-    ok = succeeded(result) and outcomes is not None and all(o.ok for o in outcomes)
+    # whether the requested batch is loaded, whoever loaded it: the markers (Luigi's status only without them)
+    ok = all(o.ok for o in outcomes) if outcomes is not None else succeeded(result)
     # the night report (cbm-etl report); an error writing it is logged, never fails the load
     if args.all and (report := write_after_run()) is not None:
         print(f"night report: {report.latest}")

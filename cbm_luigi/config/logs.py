@@ -134,3 +134,36 @@ def start_run_log(command: str = "run", log_dir: Path | None = None) -> Path | N
 
 def stop_run_log() -> None:
     _remove("file")
+
+
+LUIGI_FORMAT = "%(levelname)s: %(message)s"  # what the luigi command prints by default
+
+
+def redact_luigi_console() -> None:
+    """The ``luigi`` command configures its own console (``luigi.setup_logging.InterfaceLogging``, after it has
+    imported ``--module cbm_luigi.tasks``): by default a plain ``StreamHandler`` on ``luigi-interface``, so a
+    failing task's traceback, or a webhook's reply quoting its URL, would be printed as it is.  Called when
+    ``cbm_luigi.tasks`` is imported: Luigi's default console gets :class:`RedactingFormatter` (same format, same
+    level), and the package's own warnings go to that console too (redacted; Python's last-resort handler would
+    print them bare) unless logging is already configured.  An operator's ``[core] logging_conf_file`` or
+    ``[logging]`` section is left as it is; ``cbm-etl`` configures its console itself (``cli.setup_logging``)."""
+    import luigi.setup_logging  # deferred: only the entry points' logging needs Luigi's
+
+    cls = luigi.setup_logging.InterfaceLogging
+    if getattr(cls, "_cbm_redacting", False):
+        return
+    luigi_default = cls._default.__func__  # type: ignore[attr-defined]
+
+    def _default(klass: type, opts: object) -> bool:
+        configured = bool(luigi_default(klass, opts))
+        interface = logging.getLogger("luigi-interface")
+        for h in interface.handlers:
+            if type(h) is logging.StreamHandler and not isinstance(h.formatter, RedactingFormatter):
+                h.setFormatter(RedactingFormatter(LUIGI_FORMAT))
+                ours = logging.getLogger("cbm_luigi")
+                if not logging.getLogger().handlers and not any(x is h for x in ours.handlers):
+                    ours.addHandler(h)  # WARNING and above, as Python's last resort would show them, redacted
+        return configured
+
+    cls._default = classmethod(_default)  # type: ignore[method-assign,assignment]
+    cls._cbm_redacting = True  # type: ignore[attr-defined]

@@ -60,6 +60,23 @@ def cbm_option(key: str, default: T, cast: Callable[[str], T] | None = None) -> 
     return read_option("cbm_ops", key, default, cast=cast)
 
 
+#: Every ``[cbm_ops]`` option and its default (the calls of :func:`cbm_option` give the same default: a test
+#: checks it), so that a bad value is refused before a run starts (:func:`check_ops_options`), not by the first task
+#: that reads it.
+OPS_DEFAULTS: dict[str, Any] = {
+    "retry_attempts": 3, "retry_delay": 2.0, "retry_max_delay": 60.0, "breaker_probe_timeout": 10,
+    "breaker_reset_seconds": 300.0, "progress_count": True, "target_lock_timeout": 3600.0,
+    "log_retention_days": 30, "log_max_files": 500, "log_max_bytes": 100 * 1024 * 1024, "log_backup_count": 5,
+    "night_report": True, "isolate_extracts": True,
+}
+
+
+def check_ops_options() -> None:
+    """Read every ``[cbm_ops]`` option once: a value that does not parse is a ConfigError naming it (exit 2)."""
+    for key, default in OPS_DEFAULTS.items():
+        cbm_option(key, default)
+
+
 #: ``[cbm_quality]``: option -> (environment variable, default)
 QUALITY_OPTIONS = {
     "reports_dir": ("CBM_REPORTS_DIR", "reports"),

@@ -4,8 +4,10 @@ secret-looking environment variables.  Every message that may quote a connection
 
 from __future__ import annotations
 
+import html
 import os
 import re
+from urllib.parse import quote, unquote, urlsplit
 
 # A value already redacted (``PWD=***``) is left as it is: redacting a message twice must not swallow what follows.
 _SECRET_KV = re.compile(r"(?i)\b(PWD|PASSWORD)\s*=\s*(?!\*\*\*)(\{[^}]*\}|[^;]*)")
@@ -49,9 +51,53 @@ _SECRET_NAME = re.compile(r"PASSWORD|PASSWD|_PWD$|^PWD_|SECRET|TOKEN|WEBHOOK|API
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:sig|signature|code|token|access_token|key|api-key)=)[^&\s\"']+")
 
 
+_SECRET_PARAM = re.compile(r"(?i)^(sig|signature|code|token|access_token|key|api-key|apikey|secret|password)$")
+_URL_NAME = re.compile(r"WEBHOOK|_URL$", re.I)
+
+
+def _forms(text: str) -> set[str]:
+    """A piece of a URL as a reply may quote it: as it is, percent-decoded or -encoded, HTML-escaped
+    (``&amp;``), JSON-escaped (``\\/``)."""
+    forms = {text, unquote(text), quote(text, safe=""), quote(unquote(text), safe="")}
+    for f in list(forms):
+        forms.add(html.escape(f, quote=True))
+        forms.add(f.replace("/", "\\/"))
+    return forms
+
+
+def url_secrets(url: str) -> set[str]:
+    """What must never be shown of a configured URL (a webhook's ``sig=`` is its password): the URL itself,
+    its query string, and the value of each query parameter (any secret-named one, and any long one), in every
+    form a reply may quote them."""
+    url = url.strip()
+    found: set[str] = set()
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        query = ""
+    if query:
+        found |= _forms(url) | _forms(query) | _forms("?" + query)
+        for pair in query.split("&"):
+            name, _, value = pair.partition("=")
+            if value and (_SECRET_PARAM.match(unquote(name)) or len(unquote(value)) >= 12):
+                found |= _forms(value)
+    elif "://" in url:
+        found |= _forms(url)
+    return {f for f in found if len(f) >= 6}
+
+
+def configured_urls() -> list[str]:
+    """The URLs of secret settings (``CBM_TEAMS_WEBHOOK``: several, separated by spaces)."""
+    return [u for k, v in os.environ.items() if v and _SECRET_NAME.search(k) and _URL_NAME.search(k)
+            for u in v.split() if "://" in u]
+
+
 def secret_values() -> list[str]:
-    """Values of environment variables whose names mark them as secrets (longest first)."""
+    """Values of environment variables whose names mark them as secrets, and every form of the configured
+    webhook URLs and of their query strings (longest first)."""
     values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and v and len(v) >= 4}
+    for url in configured_urls():
+        values |= url_secrets(url)
     return sorted(values, key=len, reverse=True)
 
 

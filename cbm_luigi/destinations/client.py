@@ -14,14 +14,24 @@ import sqlalchemy as sa
 from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.destinations.errors import connection_error
 from cbm_luigi.destinations.locking import target_lock
-from cbm_luigi.destinations.types import ColumnDef, needs_widening
-from cbm_luigi.errors import CbmError
+from cbm_luigi.destinations.types import ColumnDef, decimal_would_round, needs_widening
+from cbm_luigi.errors import CbmError, DataError, TargetError, TransientTargetError
 
 log = logging.getLogger(__name__)
 
 
 #: Root modules of the database drivers whose exceptions are translated (besides SQLAlchemy's own)
 DRIVER_MODULES = frozenset({"psycopg", "duckdb", "_duckdb", "pyodbc", "mssql_python", "sqlalchemy"})
+
+
+_TEXT_TYPES = ("char", "text", "string", "clob")
+_TYPED = ("int", "dec", "numeric", "real", "float", "double", "bool", "bit", "date", "time", "money")
+
+
+def _text_into_typed(wanted: str, existing: str) -> bool:
+    """A text column wanted where the table has a number, boolean or date column (a source type changed)."""
+    w, e = wanted.lower(), existing.lower()
+    return any(t in w for t in _TEXT_TYPES) and not any(t in e for t in _TEXT_TYPES) and any(t in e for t in _TYPED)
 
 
 def is_driver_error(exc: BaseException) -> bool:
@@ -67,6 +77,17 @@ class Connection:
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         row = self.fetchone(sql, params)
         return row[0] if row else None
+
+    def lock_table(self, table: str) -> None:
+        """Hold the table's lock until this transaction ends (the dialect's ``table_lock_sql``; none on DuckDB,
+        whose transactions already run one at a time): staging and merge of one table never overlap."""
+        sql = self.dialect.table_lock_sql()
+        if not sql:
+            return
+        code = self.scalar(sql, {"lock": f"cbm-luigi:{table}"})
+        if isinstance(code, int) and not isinstance(code, bool) and code < 0:
+            raise TransientTargetError(f"table {table}: the table lock was refused (code {code}); run the same "
+                                       "command again")
 
     @property
     def driver_connection(self) -> Any:
@@ -131,6 +152,26 @@ class Target:
             if info is None:
                 conn.execute(self.dialect.add_column_sql(schema, table, ColumnDef(col.name, col.type, True)))
                 added.append(col.name)
+            elif _text_into_typed(col.type, str(info[1])) and schema != "stg":  # stg: altered below (emptied)
+                raise DataError(
+                    f"{schema}.{table}.{col.name} is {info[1]} but config.ETL_Columns now gives it text "
+                    f"({col.type}): the column changed type in the source (e.g. integer to text) and nothing is "
+                    f"converted automatically. Fix: alter {schema}.{table}.{col.name} to {col.type} yourself, or "
+                    "exclude the column (IsExcluded = 1 in config.ETL_Columns), then run again"
+                )
+            elif (decimal_would_round(col.type, info[1], info[3], info[4])
+                  or _text_into_typed(col.type, str(info[1]))) and schema == "stg":
+                # staging is emptied before every load: empty it now and give the column the wanted type
+                conn.execute(self.dialect.truncate_sql(schema, table))
+                conn.execute(self.dialect.alter_column_type_sql(schema, table, ColumnDef(col.name, col.type, True)))
+                widened.append(f"{col.name} -> {col.type}")
+            elif decimal_would_round(col.type, info[1], info[3], info[4]):
+                raise TargetError(
+                    f"{schema}.{table}.{col.name} is DECIMAL({info[3]},{info[4]}) but the load brings {col.type} "
+                    f"(NumericScale raised in config.ETL_Columns): merged into it, values would be rounded to "
+                    f"{info[4]} decimals, so nothing is merged. Fix: alter the column to {col.type} yourself "
+                    f"(if its values allow the fewer digits before the point), or set NumericScale back to {info[4]}"
+                )
             elif col.name.lower() not in keys and needs_widening(col.type, *info[1:5]):
                 conn.execute(self.dialect.alter_column_type_sql(schema, table, ColumnDef(col.name, col.type, True)))
                 widened.append(f"{col.name} -> {col.type}")

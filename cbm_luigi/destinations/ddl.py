@@ -76,3 +76,11 @@ class DdlSql(TypeMapping):
         ``FOR UPDATE`` on PostgreSQL, ``WITH (UPDLOCK, HOLDLOCK)`` on SQL Server; none where one writer at a time
         is the rule (DuckDB)."""
         return "", ""
+
+    def table_lock_sql(self) -> str:
+        """A statement that takes an exclusive lock named ``:lock`` until the transaction ends ("" when one writer
+        at a time is the rule, DuckDB).  The staging and merge steps of a table take it first, so two runs of one
+        batch serialise their DDL (CREATE TABLE IF NOT EXISTS is not safe concurrently on PostgreSQL) and the
+        second merge sees the first one's marker (docs/OPERATIONS.md, "Running twice at once").  A statement that
+        returns a number (SQL Server's sp_getapplock code) fails the step when it is negative."""
+        return ""

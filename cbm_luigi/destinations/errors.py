@@ -61,8 +61,9 @@ def connection_fix(text: str, url: str) -> str:
     try:
         u = sa.engine.make_url(url)
         host, port, user, db = u.host or "localhost", u.port, u.username or "", u.database or ""
+        has_host = bool(u.host) or u.get_backend_name() != "duckdb"
     except Exception:  # noqa: BLE001 - a URL that does not parse was refused before connecting
-        host, port, user, db = "localhost", None, "", ""
+        host, port, user, db, has_host = "localhost", None, "", "", True
     server = f"{host}:{port}" if port else host
     low = text.lower()
     if re.search(r'database "[^"]*" does not exist', low):  # PostgreSQL
@@ -75,6 +76,11 @@ def connection_fix(text: str, url: str) -> str:
     if any(w in low for w in ("password", "authentication failed", "login failed", "28p01", "no password")):
         return ("wrong user or password: check the user in CBM_TARGET and its password "
                 "(e.g. ${CBM_TARGET_PASSWORD} in the URL, the value in .env)")
+    if not has_host:  # an embedded database file (DuckDB): its path may hold any word, no network involved
+        if "lock" in low:
+            return "another process holds the database file: wait for it to finish, or stop it"
+        return (f"CBM_TARGET must name a database file this user can write (e.g. duckdb:///data/cbm_ods.duckdb), "
+                f"not {db}")
     if any(w in low for w in ("refused", "could not connect", "timeout", "timed out", "could not translate host",
                               "name or service not known", "no route to host", "unreachable", "server closed")):
         return (f"the server {server} does not answer: check the host and port in CBM_TARGET, the firewall, "
@@ -85,5 +91,5 @@ def connection_fix(text: str, url: str) -> str:
     if "lock" in low:
         return "another process holds the database file: wait for it to finish, or stop it"
     if "io error" in low or "permission denied" in low:  # an embedded database file (DuckDB)
-        return f"CBM_TARGET must name a database file this user can write (e.g. duckdb:///data/ods.duckdb), not {db}"
+        return f"CBM_TARGET must name a database file this user can write (e.g. duckdb:///data/cbm_ods.duckdb), not {db}"
     return "check CBM_TARGET (host, port, database, user, password) and that the server accepts connections"

@@ -28,6 +28,8 @@ class MergeCounts:
     inserted: int
     updated: int
     deleted: int = 0  # ODS rows marked deleted (delete detection, full extracts)
+    #: the batch was already merged (by another run of it): nothing was merged, the counts are 0
+    already_loaded: bool = False
 
     @property
     def unchanged(self) -> int:

@@ -471,6 +471,16 @@ class MssqlDialect(Dialect):
     def row_lock_clauses(self) -> tuple[str, str]:
         return " WITH (UPDLOCK, HOLDLOCK)", ""
 
+    def table_lock_sql(self) -> str:
+        # an application lock owned by the transaction (released at COMMIT or ROLLBACK), waited for; its return
+        # code is selected (NOCOUNT keeps that the only result): below 0 (deadlock victim...) fails the step
+        return ("SET NOCOUNT ON;\n"
+                "DECLARE @cbm_lock_rc INT;\n"
+                "EXEC @cbm_lock_rc = sp_getapplock @Resource = :lock, @LockMode = 'Exclusive', "
+                "@LockOwner = 'Transaction', @LockTimeout = -1;\n"
+                "SET NOCOUNT OFF;\n"
+                "SELECT @cbm_lock_rc AS [rc];")
+
     # -- errors -----------------------------------------------------------------------------------------------
     def is_transient(self, exc: BaseException) -> bool:
         if getattr(exc, "connection_invalidated", False):

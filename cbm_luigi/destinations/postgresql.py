@@ -75,6 +75,10 @@ class PostgresDialect(Dialect):
     def row_lock_clauses(self) -> tuple[str, str]:
         return "", " FOR UPDATE"
 
+    def table_lock_sql(self) -> str:
+        # a transaction-scoped advisory lock on a 64-bit hash of the name, released at COMMIT or ROLLBACK
+        return "SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"
+
     def is_transient(self, exc: BaseException) -> bool:
         orig = getattr(exc, "orig", exc)
         state = getattr(orig, "sqlstate", None) or ""

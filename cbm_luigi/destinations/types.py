@@ -27,6 +27,7 @@ from cbm_luigi.model.types import (
     TIMESTAMP,
     TIMESTAMP_TZ,
     TS_SOURCE,
+    UNKNOWN_DECIMAL_SCALE,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +61,10 @@ def needs_widening(wanted: str, data_type: Any, char_length: Any, precision: Any
     if base in ("decimal", "numeric") and size and size.isdigit():
         if not have.startswith(("decimal", "numeric")) or precision is None:
             return False
-        return int(size) > int(precision) and int(wanted_scale or 0) == int(scale or 0)
+        # wider when neither the digits before the point nor the scale shrink (a raised NumericScale, too:
+        # merging DECIMAL(38,10) staging rows into a DECIMAL(28,6) column would round them silently)
+        p, s, want_p, want_s = int(precision), int(scale or 0), int(size), int(wanted_scale or 0)
+        return want_s >= s and want_p - want_s >= p - s and (want_p, want_s) != (p, s)
     if base in ("nvarchar", "varchar", "nchar", "char") and char_length not in (None, -1):
         if not have.startswith(("nvarchar", "varchar", "nchar", "char", "character")):
             return False
@@ -68,6 +72,17 @@ def needs_widening(wanted: str, data_type: Any, char_length: Any, precision: Any
     if base == "bigint":
         return have in _INTEGER_NAMES
     return False
+
+
+def decimal_would_round(wanted: str, data_type: Any, precision: Any, scale: Any) -> bool:
+    """True when the wanted DDL type is a decimal with more decimals than the existing decimal column, and the
+    column cannot be widened to it (:func:`needs_widening`): merged into it, the values would be rounded."""
+    m = _DDL_TYPE.match(wanted)
+    if not m or m.group(1).strip().lower() not in ("decimal", "numeric") or scale is None:
+        return False
+    if not str(data_type or "").strip().lower().startswith(("decimal", "numeric")):
+        return False
+    return int(m.group(3) or 0) > int(scale) and not needs_widening(wanted, data_type, None, precision, scale)
 
 
 class TypeMapping:
@@ -115,7 +130,8 @@ class TypeMapping:
     def decimal_precision(self, precision: int | None, scale: int | None) -> tuple[int, int]:
         """Progress decimals default to 50 digits with scale 10: cap the precision, keep the scale."""
         p = precision or self.max_decimal_precision
-        s = scale or 0
+        # neither declared (an unconstrained numeric): the scale the extract reads it with (model/types.py)
+        s = scale if scale is not None else (UNKNOWN_DECIMAL_SCALE if precision is None else 0)
         p = min(max(p, s, 1), self.max_decimal_precision)
         return p, min(s, p)
 

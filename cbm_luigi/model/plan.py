@@ -258,8 +258,9 @@ def table_outcomes(plan: Plan, tables: Sequence[str], log_rows: Sequence[Mapping
 
     ``log_rows``: this run's etl.ETL_Log rows of the batch (dicts with TableName, StepName, Status, rows
     columns, DurationSeconds, ErrorMessage), in LogTs order.  ``complete``: whether the table's merge marker
-    exists for the batch (loaded now or by an earlier run).  ``gate``: whether the run used the critical gate
-    (LoadAll without --continue-on-error).
+    exists for the batch (loaded now, by an earlier run, or by another run or worker at the same time): the
+    marker is the truth, so a table with one is loaded or already loaded, never failed or not run.  ``gate``:
+    whether the run used the critical gate (LoadAll without --continue-on-error).
     """
     by_table: dict[str, list[Mapping[str, Any]]] = {}
     for r in log_rows:
@@ -273,14 +274,24 @@ def table_outcomes(plan: Plan, tables: Sequence[str], log_rows: Sequence[Mapping
         failed = [r for r in rows if r["Status"] == "failed"]
         if flow:
             f = flow[-1]
-            out[t] = Outcome(t, tier, "loaded", rows=f.get("RowsProcessed"), inserted=f.get("RowsInserted"),
-                             updated=f.get("RowsUpdated"), unchanged=f.get("RowsUnchanged"),
-                             seconds=f.get("DurationSeconds"))
+            warned = [str(r["ErrorMessage"]) for r in rows if r["Status"] == "success"
+                      and str(r.get("ErrorMessage") or "").startswith("WARNING: ")]  # e.g. a full load of 0 rows
+            out[t] = Outcome(t, tier, "loaded", warned[-1] if warned else "", rows=f.get("RowsProcessed"),
+                             inserted=f.get("RowsInserted"), updated=f.get("RowsUpdated"),
+                             unchanged=f.get("RowsUnchanged"), seconds=f.get("DurationSeconds"))
+        elif complete.get(t):  # the marker is the truth, whoever merged the batch (and whatever failed here)
+            skipped = [r for r in rows if r["StepName"] == "merge_ods" and r["Status"] == "skipped"]
+            if skipped or rows:
+                detail = str(skipped[-1].get("ErrorMessage") or "") if skipped else ""
+                detail = detail or "merged by another run or worker of this batch"
+                if failed:
+                    detail += f" (this run failed at {failed[0]['StepName']} first)"
+            else:
+                detail = "done by an earlier run of this batch (or another one, at the same time)"
+            out[t] = Outcome(t, tier, "already loaded", detail)
         elif failed:
             first = failed[0]
             out[t] = Outcome(t, tier, "failed", str(first.get("ErrorMessage") or ""), step=str(first["StepName"]))
-        elif complete.get(t):
-            out[t] = Outcome(t, tier, "already loaded", "done by an earlier run of this batch")
         else:
             bad = [d for d in plan.deps(t) if d in out and not out[d].ok]
             if bad:

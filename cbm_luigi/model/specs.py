@@ -26,6 +26,7 @@ PRECISIONS = ("date", "datetime")
 #: which active tables ``cbm-etl validate --filter`` selects (here, below the commands, so that the command line
 #: offers the choices without importing the validation module)
 TABLE_FILTERS = ("all", "dimensions", "facts", "critical")
+MAX_LOOKBACK_DAYS = 3650
 _LOOKBACK = re.compile(r"^\s*(\d+)\s*([dhm])\s*$", re.I)
 
 
@@ -37,6 +38,10 @@ def parse_lookback(text: str | None) -> timedelta:
     if not m:
         raise MetadataError(f"LookbackInterval {text!r} is not valid: use a number and d, h or m (e.g. 1d, 12h, 30m)")
     n, unit = int(m.group(1)), m.group(2).lower()
+    per_day = {"d": 1, "h": 24, "m": 1440}[unit]
+    if n > MAX_LOOKBACK_DAYS * per_day:  # timedelta(days=9999999) exists, but watermark - it is before year 1
+        raise MetadataError(f"LookbackInterval {text!r} is too long: at most {MAX_LOOKBACK_DAYS}d (ten years); "
+                            "set it to what the source may modify late (e.g. 1d), or run --mode full to reread all")
     return {"d": timedelta(days=n), "h": timedelta(hours=n), "m": timedelta(minutes=n)}[unit]
 
 

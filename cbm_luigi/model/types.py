@@ -12,6 +12,11 @@ STRING, INTEGER, BIGINT, DECIMAL, FLOAT, BOOLEAN, DATE, TIMESTAMP, TIMESTAMP_TZ,
 
 LOGICAL_TYPES = (STRING, INTEGER, BIGINT, DECIMAL, FLOAT, BOOLEAN, DATE, TIMESTAMP, TIMESTAMP_TZ, BINARY)
 
+#: Scale given to a decimal whose catalog declares neither precision nor scale (a PostgreSQL ``numeric``, a
+#: Progress decimal of width 0): loaded as DECIMAL(38, 10), read from the source as text and refused, naming the
+#: column, when a value needs more (docs/ARCHITECTURE.md, Decisions: "Decimals without a declared scale").
+UNKNOWN_DECIMAL_SCALE = 10
+
 
 #: Technical columns of staging and ODS tables (after the business columns).
 HASHDIFF, TS_SOURCE, LOAD_TS, ETL_BATCH = "hashdiff", "ts_source", "load_ts", "etl_batch"

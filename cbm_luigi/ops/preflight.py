@@ -39,6 +39,7 @@ from cbm_luigi.destinations import dialect_for_url, open_target
 from cbm_luigi.errors import CbmError, MetadataError
 from cbm_luigi.model.specs import TableSpec
 from cbm_luigi.pipeline.sources import open_source
+from cbm_luigi.pipeline.sources.errors import connect_fix
 from cbm_luigi.store.config_tables import MetadataStore
 from cbm_luigi.store.schema import METADATA_TABLES
 from cbm_luigi.store.views import monitoring_views
@@ -207,7 +208,14 @@ class Preflight:
     def check_settings(self) -> None:
         env = Path.cwd() / ".env"
         if env.is_file():
-            self.add(".env", OK, f"found: {env}")
+            mode = env.stat().st_mode & 0o777
+            if os.name == "posix" and mode & 0o044:
+                who = {0o044: "its group and others", 0o040: "its group", 0o004: "others"}[mode & 0o044]
+                self.add(".env", WARN, f"{env} is readable by {who} (mode {mode:03o}): it holds passwords and "
+                         "webhook URLs",
+                         "chmod 600 .env")
+            else:
+                self.add(".env", OK, f"found: {env}")
         else:
             self.add(".env", WARN, f"no .env in {Path.cwd()} (settings come from the environment and luigi.cfg)",
                      "cp .env.example .env and fill in the connection strings and passwords")
@@ -351,16 +359,7 @@ class Preflight:
 
     @staticmethod
     def _connect_fix(exc: BaseException, setting: str, password: str) -> str:
-        text = str(exc).lower()
-        if "can't open lib" in text or "im002" in text or "data source name not found" in text:
-            return f"the ODBC driver or DSN named in {setting} is not installed: see the ODBC driver line"
-        if "password" in text or "authentication" in text or "login failed" in text or "28p01" in text:
-            return f"wrong user or password: check the user in {setting} and {password} in .env"
-        if "does not exist" in text or "unknown database" in text or "cannot open database" in text:
-            return f"the database or user named in {setting} does not exist: fix the name, or create it"
-        if "refused" in text or "could not connect" in text or "timeout" in text or "unreachable" in text:
-            return f"the server in {setting} does not answer: check host, port, firewall, and that it is running"
-        return f"check {setting} (server, port, database, user) and {password} in .env"
+        return connect_fix(exc, setting, password)  # the same hint as the run's message (pipeline/sources/errors)
 
     def check_metadata(self) -> None:
         if self._target is None:
@@ -533,8 +532,11 @@ class Preflight:
             cat = by_lower.get(k)
             if cat is None or cfg.is_excluded:
                 continue
-            if cat.logical_type != cfg.logical_type or (cat.width or None) != (cfg.width or None) or \
-                    (cat.scale or 0) != (cfg.scale or 0):
+            # a decimal the catalog declares no scale for: an operator's NumericScale is kept by a sync, but
+            # figures from an older sync (NumericPrecision set, psqlODBC's made-up 28,6) call for one
+            scale_changed = (cat.scale or 0) != (cfg.scale or 0) if cat.scale is not None or \
+                cat.logical_type != "decimal" else cfg.precision is not None
+            if cat.logical_type != cfg.logical_type or (cat.width or None) != (cfg.width or None) or scale_changed:
                 changed.append(f"{cfg.column_name} {cfg.logical_type}({cfg.width or ''}) -> "
                                f"{cat.logical_type}({cat.width or ''})")
         sync = f"cbm-etl sync-columns {spec.table_name}"

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,10 @@ from cbm_luigi.config.options import quality_option
 from cbm_luigi.config.settings import Settings, load_settings
 from cbm_luigi.destinations import open_target
 from cbm_luigi.destinations.client import Target
-from cbm_luigi.errors import CbmError, ConfigError, MetadataError, TargetError
+from cbm_luigi.errors import CbmError, ConfigError, MetadataError, SourceError, TargetError
 from cbm_luigi.model.naming import quote_ident as _dq
 from cbm_luigi.model.specs import TABLE_FILTERS, TableSpec
-from cbm_luigi.model.types import HASHDIFF
+from cbm_luigi.model.types import DECIMAL, HASHDIFF
 from cbm_luigi.ops import reports
 from cbm_luigi.pipeline import transform
 from cbm_luigi.pipeline.extract import source_schema
@@ -189,12 +190,58 @@ def select_tables(store: MetadataStore, filter_name: str = "all", tables: Sequen
 
 def source_batches(spec: TableSpec, source: Source, *, batch_rows: int, min_date: Any, max_date: Any
                    ) -> Generator[pa.RecordBatch, None, None]:
-    """The source rows as a full extract reads them, cleaned as the load cleans them."""
-    sql, params = source.flavor.select_sql(spec, source.schema, Window(None, reason="validation"))
+    """The source rows as a full extract reads them, cleaned as the load cleans them.
+
+    Decimals are read as the source's own text (where the flavour can, :meth:`SourceFlavor.decimal_text_sql`)
+    and turned into their canonical text (docs/HASHDIFF.md): a value the load cut or rounded differs from it,
+    whereas a copy read through the load's own conversion would match.
+    """
+    as_text = source.flavor.decimal_text_sql("x") is not None
+    sql, params = source.flavor.select_sql(spec, source.schema, Window(None, reason="validation"),
+                                           decimals_as_text=as_text)
     log.debug("%s: %s %s", spec.table_name, sql, params)
-    for rb in source.read_batches(sql, params, source_schema(spec), batch_rows):
+    schema = source_schema(spec)
+    if as_text:
+        schema = pa.schema([f.with_type(pa.string()) if pa.types.is_decimal(f.type) else f for f in schema])
+    for rb in source.read_batches(sql, params, schema, batch_rows):
+        if as_text:
+            rb = pa.RecordBatch.from_arrays(
+                [decimal_text_canonical(a, spec.table_name, f.name) if spec_decimal(spec, f.name) else a
+                 for a, f in zip(rb.columns, rb.schema, strict=True)], schema=rb.schema)
         cleaned, _ = transform.clean_batch(rb, min_date=min_date, max_date=max_date)
         yield cleaned
+
+
+def spec_decimal(spec: TableSpec, sql_name: str) -> bool:
+    return spec.column(sql_name).logical_type == DECIMAL
+
+
+_PLAIN_DECIMAL = r"^-?(0|[1-9][0-9]*)(\.[0-9]*)?$"
+
+
+def decimal_text_canonical(arr: pa.Array, table: str, column: str) -> pa.Array:
+    """A decimal's source text as its canonical text (``12.50`` -> ``12.5``, ``-0.000`` -> ``0``, ``1E-7`` ->
+    ``0.0000001``): equal to what the hashdiff makes of the same value held exactly as a decimal."""
+    text = pc.utf8_trim_whitespace(arr)
+    plain = pc.match_substring_regex(text, _PLAIN_DECIMAL)
+    if pc.all(pc.fill_null(plain, True)).as_py():  # the usual form: vectorised
+        trimmed = pc.utf8_rtrim(pc.utf8_rtrim(text, "0"), ".")
+        out = pc.if_else(pc.match_substring(text, "."), trimmed, text)
+        return pc.if_else(pc.equal(out, "-0"), "0", out)
+    values: list[str | None] = []
+    for t in text.to_pylist():
+        if t is None:
+            values.append(None)
+            continue
+        try:
+            d = Decimal(t)
+        except ArithmeticError as exc:
+            raise SourceError(f"table {table}: column {column}: the source value {t!r} is not a number") from exc
+        plain_text = format(d, "f")
+        if "." in plain_text:
+            plain_text = plain_text.rstrip("0").rstrip(".")
+        values.append("0" if d == 0 else plain_text)
+    return pa.array(values, pa.string())
 
 
 def _soft_delete(spec: TableSpec, existing: Sequence[str]) -> str | None:

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cbm_luigi.errors import SourceError
+from cbm_luigi.config.faults import kill_point
+from cbm_luigi.errors import ConfigError, SourceError
 from cbm_luigi.model.naming import sql_safe
 from cbm_luigi.model.specs import ColumnSpec, TableSpec
 from cbm_luigi.model.types import (
@@ -40,9 +41,11 @@ from cbm_luigi.model.types import (
     STRING,
     TIMESTAMP,
     TIMESTAMP_TZ,
+    UNKNOWN_DECIMAL_SCALE,
 )
 from cbm_luigi.pipeline import transform
 from cbm_luigi.pipeline.sources import Source
+from cbm_luigi.pipeline.sources.errors import explain as explain_source_error
 from cbm_luigi.pipeline.sources.flavors import Window
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,8 @@ def arrow_type(col: ColumnSpec, max_precision: int = 38) -> pa.DataType:
     if t == BIGINT:
         return pa.int64()
     if t == DECIMAL:
-        s = col.scale or 0
+        # neither precision nor scale in the catalog (an unconstrained numeric): read as text, DECIMAL(38, 10)
+        s = col.scale if col.scale is not None else (UNKNOWN_DECIMAL_SCALE if col.precision is None else 0)
         p = min(max(col.precision or max_precision, s, 1), max_precision)
         return pa.decimal128(p, min(s, p))
     if t == FLOAT:
@@ -104,6 +108,8 @@ class Manifest:
     # ISO, local time (the clock of etl.ETL_Log.LogTs) the extract step started: the start of the table's flow,
     # from which the merge measures its duration (docs/OPERATIONS.md, "Durations").  '' in older manifests.
     started: str = ""
+    #: bytes of each file when written: a file changed since (a corrupt or truncated copy) invalidates the extract
+    sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def source_clock_ts(self) -> datetime:
@@ -126,6 +132,21 @@ def table_cache_dir(cache_dir: Path, table: str) -> Path:
 def extract_dir(cache_dir: Path, table: str, batch: str, mode: str) -> Path:
     """Where the extract of (table, batch, mode) lives; computed from names only (no I/O)."""
     return table_cache_dir(cache_dir, table) / f"{batch.replace(':', '-')}__{mode}"
+
+
+def remove_leftovers(out_dir: Path) -> list[Path]:
+    """Remove the temporary folders of earlier extracts of the same (table, batch, mode) that never finished
+    (a process killed by SIGKILL, or a driver crash, runs no cleanup).  Only one extract of a (table, batch,
+    mode) runs at a time (the scheduler runs a task once), so any such folder is dead."""
+    removed = []
+    for p in out_dir.parent.glob(f".tmp-{out_dir.name}-*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    if removed:
+        log.info("%s: removed %d unfinished extract folder(s) of an earlier run: %s", out_dir.parent.name,
+                 len(removed), ", ".join(p.name for p in removed))
+    return removed
 
 
 class BatchSink(Protocol):
@@ -179,7 +200,13 @@ def extract_to_parquet(
     hash_cols = list(spec.business_columns)
     load_ts = datetime.now().replace(microsecond=0)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the cache itself: name the setting
+        check_cache_dir(out_dir.parent.parent)
+        raise ConfigError(f"table {spec.table_name}: cannot write its extract under {out_dir.parent} "
+                          f"(CBM_CACHE_DIR): {exc}") from exc
+    remove_leftovers(out_dir)
     tmp = out_dir.parent / f".tmp-{out_dir.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     files: list[str] = []
@@ -215,6 +242,7 @@ def extract_to_parquet(
             sink.write(encoded)
         rows += out.num_rows
         rows_in_file += out.num_rows
+        kill_point("extract.batch")
 
     def wait(future: Future[tuple[pa.RecordBatch, transform.CleaningStats, Any, float]]
              ) -> tuple[pa.RecordBatch, transform.CleaningStats, Any, float]:
@@ -248,6 +276,11 @@ def extract_to_parquet(
                 queue.put(pool.submit(transform_one, rb))
                 if progress:  # from this thread: the task's status line is not for the writer thread to set
                     progress(rows, time.perf_counter() - started)
+        except SourceError as exc:  # the driver's words in the table's terms (object named, fix said)
+            better = explain_source_error(spec, source.schema, exc)
+            if better is None:
+                raise
+            raise better from exc
         finally:
             queue.put(None)
             writer_thread.join()
@@ -271,11 +304,14 @@ def extract_to_parquet(
             transform_seconds=round(waited, 3), cleaning=cleaning.as_dict(),
             created=datetime.now().isoformat(timespec="seconds"), transform_work_seconds=round(work, 3),
             started=began.isoformat(timespec="microseconds"),
+            sizes={f: (tmp / f).stat().st_size for f in files},
         )
         (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+        kill_point("extract.before_rename")
         if out_dir.exists():  # a leftover without manifest cannot be complete: replace it
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
+        kill_point("extract.after_rename")
     except BaseException:
         if writer is not None:
             writer.close()
@@ -297,3 +333,70 @@ def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     """Snappy parquet; no dictionary encoding: ERP columns are mostly distinct values, and building the
     dictionaries cost more CPU than snappy itself (docs/PERFORMANCE.md)."""
     return pq.ParquetWriter(path, schema, compression="snappy", use_dictionary=False)
+
+
+def check_cache_dir(cache_dir: Path) -> None:
+    """Refuse a cache that is not a writable directory, naming CBM_CACHE_DIR (``cbm-etl run`` checks it before any
+    table runs, exit 2, instead of every extract failing on a raw ``NotADirectoryError``)."""
+    where = f"CBM_CACHE_DIR ({cache_dir})"
+    existing = next((p for p in (cache_dir, *cache_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = "is a file" if existing == cache_dir else f"is under {existing}, which is a file"
+        raise ConfigError(f"{where} {what}, not a directory: point CBM_CACHE_DIR at a directory (in .env or "
+                          "[cbm] cache_dir), or move the file away")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        probe = cache_dir / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{where} is not writable by this user ({exc.strerror or exc}): fix its permissions "
+                          "(chmod/chown) or point CBM_CACHE_DIR at a writable directory") from exc
+
+
+def extract_problem(directory: Path) -> str | None:
+    """Why the extract in ``directory`` cannot be used (its manifest unreadable, a file missing, of another size
+    than recorded, unreadable as parquet, or rows that do not add up to the manifest's), or None when it is sound.
+    Reads only the manifest and each file's parquet footer."""
+    try:
+        manifest = Manifest.read(directory)
+    except (OSError, ValueError, TypeError) as exc:
+        return f"{MANIFEST} unreadable ({type(exc).__name__}: {exc})"
+    rows = 0
+    for name in manifest.files:
+        path = directory / name
+        try:
+            size = path.stat().st_size
+            if name in manifest.sizes and size != manifest.sizes[name]:
+                return f"{name} is {size} bytes, the manifest recorded {manifest.sizes[name]}"
+            rows += pq.read_metadata(path).num_rows
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except (OSError, pa.ArrowException) as exc:
+            return f"{name} is not a readable parquet file ({(str(exc).splitlines() or [''])[0]})"
+    if rows != manifest.rows:
+        return f"its files hold {rows} rows, the manifest recorded {manifest.rows}"
+    return None
+
+
+#: the prefix of a warning kept in a successful step's ErrorMessage (the run summary shows it)
+WARNING_PREFIX = "WARNING: "
+
+
+def empty_full_extract_warning(target: Any, spec: TableSpec, manifest: Manifest) -> str | None:
+    """A full extract that read no row of a table whose ODS holds rows: most likely a failed export, a table
+    emptied by mistake or a wrong FilterClause.  The load proceeds (delete detection refuses it beyond its guard);
+    the warning goes to the log, the run log and the run summary."""
+    if manifest.mode != "full" or manifest.rows:
+        return None
+    try:
+        held = int(target.fetchall(f"SELECT COUNT(*) FROM {target.dialect.qualified('ods', spec.sql_name)}")[0][0])
+    except Exception:  # noqa: BLE001 - no ODS table yet (first load): nothing to compare with
+        return None
+    if not held:
+        return None
+    text = (f"{WARNING_PREFIX}table {spec.table_name}: the full load read 0 rows from the source but "
+            f"ods.{spec.sql_name} holds {held}: check the source table and its FilterClause in config.ETL_Tables "
+            "(the ODS rows are kept; with delete detection the guard refuses marking them)")
+    log.warning("%s", text)
+    return text

@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from datetime import datetime
 
+from cbm_luigi.config.faults import kill_point
 from cbm_luigi.destinations.client import Connection, Target
 from cbm_luigi.destinations.merge import MergeCounts
 from cbm_luigi.errors import DataError, TargetError
@@ -16,10 +17,13 @@ from cbm_luigi.model.specs import TableSpec
 from cbm_luigi.pipeline.extract import Manifest
 from cbm_luigi.store import runlog
 from cbm_luigi.store.config_tables import advance_watermark
-from cbm_luigi.store.markers import write_marker
+from cbm_luigi.store.markers import marker_run, write_marker
 from cbm_luigi.store.staging_state import staging_state
 
 log = logging.getLogger(__name__)
+
+#: what a merge of a batch merged meanwhile by another run says (its run-log row, the run summary)
+ALREADY_LOADED = "already loaded"
 
 
 def check_deletions(conn: Connection, spec: TableSpec, manifest: Manifest) -> int:
@@ -64,6 +68,9 @@ def flow_start(conn: Connection, spec: TableSpec, manifest: Manifest, merge_star
 def merge(target: Target, spec: TableSpec, manifest: Manifest, started: datetime | None = None) -> MergeCounts:
     """MERGE staging into the ODS with watermark, marker and run-log rows in one transaction.
 
+    Under the table's lock; when the batch's marker already exists (another run of the batch merged it), nothing
+    is merged: a ``skipped`` merge_ods row is logged and the counts say ``already_loaded``.
+
     ``started``: when the merge step began (its data-quality check included; default now).  The flow_complete
     row's DurationSeconds is the table's flow, from :func:`flow_start` to this transaction's last statement.
     """
@@ -71,6 +78,14 @@ def merge(target: Target, spec: TableSpec, manifest: Manifest, started: datetime
     merge_started = started or runlog.now()
     started_clock = time.perf_counter()
     with target.begin(table=spec.table_name, step="merge_ods") as conn:
+        # The table's lock first: a merge of the same batch by another run (two runs at once) has committed when
+        # it is granted, so its marker is seen here and this one finishes as "already loaded", ODS untouched.
+        conn.lock_table(spec.table_name)
+        if (by := marker_run(conn, spec.table_name, manifest.batch)) is not None:
+            runlog.write_log(conn, spec.table_name, "merge_ods", runlog.SKIPPED, batch=manifest.batch,
+                             mode=manifest.mode, error=f"{ALREADY_LOADED} by run {by}")
+            log.info("%s: batch %s already merged by run %s: nothing to do", spec.table_name, manifest.batch, by)
+            return MergeCounts(staged=0, inserted=0, updated=0, already_loaded=True)
         state = staging_state(target, spec.table_name, conn)
         if state is None or state.batch != manifest.batch:
             held = state.batch if state else "nothing"
@@ -78,6 +93,7 @@ def merge(target: Target, spec: TableSpec, manifest: Manifest, started: datetime
                 f"table {spec.table_name}: staging holds {held}, not batch {manifest.batch}; "
                 "run the same command again: the staging step reloads it from the parquet cache"
             )
+        kill_point("merge.begun")
         target.ensure_table(conn, "ods", spec.sql_name, d.ods_columns(spec), spec.primary_key)
         deletions = check_deletions(conn, spec, manifest)
         counts = d.merge(conn, spec, manifest.batch, state.rows)
@@ -86,6 +102,7 @@ def merge(target: Target, spec: TableSpec, manifest: Manifest, started: datetime
             if deletions:
                 conn.execute(d.soft_delete_sql(spec), {"ts": manifest.source_clock_ts})
             counts = replace(counts, deleted=deletions)
+        kill_point("merge.merged")
         advance_watermark(conn, spec.table_name, manifest.source_clock_ts)
         write_marker(conn, spec.table_name, manifest.batch, manifest.mode)
         began = flow_start(conn, spec, manifest, merge_started)
@@ -98,6 +115,8 @@ def merge(target: Target, spec: TableSpec, manifest: Manifest, started: datetime
         runlog.write_log(conn, spec.table_name, "flow_complete", "success", batch=manifest.batch,
                          mode=manifest.mode, rows=counts.staged, inserted=counts.inserted, updated=counts.updated,
                          unchanged=counts.unchanged, deleted=counts.deleted, duration=flow_seconds)
+        kill_point("merge.marked")
+    kill_point("merge.committed")
     log.info("%s: merged batch %s: %d inserted, %d updated, %d unchanged, %d marked deleted in %.2fs",
              spec.table_name, manifest.batch, counts.inserted, counts.updated, counts.unchanged, counts.deleted,
              merge_seconds)

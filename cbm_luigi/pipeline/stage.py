@@ -1,7 +1,8 @@
 """Staging and merge steps: parquet extract -> ``stg.<table>`` -> MERGE into ``ods.<table>``.
 
-``stage``: checks keys (no duplicates, no NULLs) on the parquet files, then in ONE transaction creates or
-evolves ``stg.<table>``, empties it, bulk loads it, and records which batch it holds (etl.ETL_StagingState).
+``stage``: checks keys (no duplicates, no NULLs) on the parquet files, then in ONE transaction, under the table's
+lock (``Connection.lock_table``: two runs at once never create or load the same staging table together), creates
+or evolves ``stg.<table>``, empties it, bulk loads it, and records which batch it holds (etl.ETL_StagingState).
 ``merge``: in ONE transaction checks that staging holds its batch, creates or evolves ``ods.<table>``, merges,
 moves the watermark forward, writes the completion marker and the run-log rows.  A crash anywhere rolls back
 to the state before the step; re-running finishes exactly what is missing.
@@ -18,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from cbm_luigi.config.faults import kill_point
 from cbm_luigi.destinations.client import Connection, Target, is_driver_error
 from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.errors import DataError, TargetError
@@ -90,14 +92,18 @@ def stage(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[P
     if d.stages_on_own_connection:
         return _stage_on_own_connection(target, spec, manifest, files, columns, started)
     with target.begin(table=spec.table_name, step="load_staging") as conn:
+        conn.lock_table(spec.table_name)  # two runs at once: one creates or evolves staging, then the other
         target.ensure_table(conn, "stg", spec.sql_name, d.staging_columns(spec))
         conn.execute(d.truncate_sql("stg", spec.sql_name))
+        kill_point("stage.emptied")
         rows = d.load_staging(conn, spec, files, columns)
         if rows >= 0 and rows != manifest.rows:
             raise TargetError(
                 f"table {spec.table_name}: staged {rows} rows but the extract holds {manifest.rows}; rolled back"
             )
         record_staged(conn, spec, manifest, started)
+        kill_point("stage.loaded")
+    kill_point("stage.committed")
     log.info("%s: staged %d rows in %.2fs", spec.table_name, manifest.rows, time.perf_counter() - started)
     return manifest.rows
 
@@ -114,6 +120,7 @@ def _stage_on_own_connection(target: Target, spec: TableSpec, manifest: Manifest
     """
     d = target.dialect
     with target.begin(table=spec.table_name, step="load_staging") as conn:
+        conn.lock_table(spec.table_name)
         target.ensure_table(conn, "stg", spec.sql_name, d.staging_columns(spec))
         clear_staging_state(conn, spec.table_name)
         conn.execute(d.truncate_sql("stg", spec.sql_name))
@@ -125,6 +132,7 @@ def _stage_on_own_connection(target: Target, spec: TableSpec, manifest: Manifest
         raise d.translate_error(exc, table=spec.table_name, step="load_staging",
                                 statement=f"bulk copy into stg.{spec.sql_name}") from exc
     with target.begin(table=spec.table_name, step="load_staging") as conn:
+        conn.lock_table(spec.table_name)
         held = int(conn.scalar(d.count_staged_sql(spec)) or 0)
         if held != manifest.rows or (loaded >= 0 and loaded != manifest.rows):
             raise TargetError(
@@ -153,6 +161,7 @@ class StagingWhileExtracting:
         self._stack = ExitStack()
         try:
             self.conn = self._stack.enter_context(target.begin(table=spec.table_name, step="load_staging"))
+            self.conn.lock_table(spec.table_name)  # held to the commit: another run of the table waits here
             target.ensure_table(self.conn, "stg", spec.sql_name, d.staging_columns(spec))
             self.conn.execute(d.truncate_sql("stg", spec.sql_name))
             columns = [*(c.sql_name for c in spec.loaded_columns), *TECHNICAL_COLUMNS]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from cbm_luigi.config.secrets import redact_text, secret_values
 from cbm_luigi.destinations.client import Target
 from cbm_luigi.store.schema import ETL_ALERTS
 
@@ -56,11 +57,15 @@ class AlertLog:
         sql = (f"INSERT INTO {self.table} ({', '.join(q(c) for c in cols)}) "
                f"VALUES ({', '.join(':' + c for c in cols)})")
         ts = (when or datetime.now()).replace(microsecond=0)
-        message = alert.plain_text(1500)[:4000]
+        # no secret is ever stored: a webhook's reply quoting its URL, a password in an error (config/secrets.py)
+        secrets = secret_values()
+        message = redact_text(alert.plain_text(1500), secrets)[:4000]
+        title = redact_text(alert.title, secrets)[:400]
         rows = [{
             "AlertId": str(uuid.uuid4()), "AlertType": alert.alert_type, "Severity": alert.severity,
-            "TableName": t, "RunId": alert.run_id, "Channel": d.channel[:32], "Title": alert.title[:400],
-            "Message": message, "Delivered": d.delivered, "DeliveryNote": d.note[:400], "SentTs": ts,
+            "TableName": t, "RunId": alert.run_id, "Channel": d.channel[:32], "Title": title,
+            "Message": message, "Delivered": d.delivered, "DeliveryNote": redact_text(d.note, secrets)[:400],
+            "SentTs": ts,
         } for d in deliveries for t in (alert.tables or (None,))]
         if rows:
             with self.target.begin() as conn:

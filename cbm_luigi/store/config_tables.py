@@ -118,7 +118,10 @@ class MetadataStore:
         if priority not in PRIORITIES:
             raise MetadataError(f"table {table}: PriorityTier {priority!r} must be one of {', '.join(PRIORITIES)}")
         lookback = str(r["LookbackInterval"] or "0d")
-        parse_lookback(lookback)
+        try:
+            parse_lookback(lookback)
+        except MetadataError as exc:  # the spec knows the table: name it and where the setting is
+            raise MetadataError(f"table {table}: config.ETL_Tables.{exc}") from exc
         return TableSpec(
             table_name=table,
             sql_name=str(r["SqlName"]),
@@ -208,7 +211,11 @@ class MetadataStore:
                     "t": table_name, "c": c.column_name, "s": names[c.column_name],
                     "e": source_expression(c.column_name, names[c.column_name]), "dt": c.source_type,
                     "lt": c.logical_type, "w": _wider(c.width, prev.width if prev else None),
-                    "p": _wider(c.precision, prev.precision if prev else None), "sc": c.scale, "n": c.nullable,
+                    "p": _wider(c.precision, prev.precision if prev else None), "n": c.nullable,
+                    # a decimal the catalog declares no scale for keeps the NumericScale an operator gave it (with
+                    # NumericPrecision NULL); figures from an older sync (psqlODBC's made-up 28,6) are dropped
+                    "sc": c.scale if c.scale is not None or prev is None or prev.precision is not None
+                    else prev.scale,
                     "pos": c.position, "x": c.extent, "now": now,
                 }
                 if c.column_name in existing:

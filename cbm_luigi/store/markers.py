@@ -23,6 +23,18 @@ def marker_exists(target: Target, table: str, batch: str) -> bool:
     return row is not None
 
 
+def marker_run(conn: Connection, table: str, batch: str) -> str | None:
+    """The RunId that merged (table, batch), read in the caller's transaction (the merge's, under the table's
+    lock: a merge of the same batch that committed meanwhile is seen); None when the batch is not merged."""
+    d = conn.dialect
+    q = d.quote
+    row = conn.fetchone(
+        f"SELECT {q('RunId')} FROM {d.qualified(ETL_MARKERS.schema, ETL_MARKERS.name)} WHERE {q('MarkerId')} = :m",
+        {"m": marker_id(table, batch)},
+    )
+    return None if row is None else str(row[0] or "")
+
+
 def write_marker(conn: Connection, table: str, batch: str, mode: str) -> None:
     d = conn.dialect
     q = d.quote

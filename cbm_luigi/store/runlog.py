@@ -2,7 +2,8 @@
 
 One RunId (UUID) per process invocation: the ``cbm-etl``/``luigi`` command that started the run (set
 ``CBM_RUN_ID`` to share one id across machines).  Steps: extract, transform, load_staging, merge_ods,
-flow_complete; statuses: started, success, failed.  Success rows of the merge are written in the merge's own
+flow_complete; statuses: started, success, failed, skipped (the batch was merged by another run meanwhile).
+Success rows of the merge are written in the merge's own
 transaction; failure rows in a transaction of their own (the failed one was rolled back).
 """
 
@@ -20,6 +21,9 @@ from cbm_luigi.store.schema import ETL_LOG
 log = logging.getLogger(__name__)
 
 STEPS = ("extract", "transform", "load_staging", "merge_ods", "flow_complete")
+#: the Status of a merge_ods row whose batch another run had merged meanwhile (two runs at once): that run of the
+#: table is left out of vw_LastRuns and vw_TablePerformance (store/views.py)
+SKIPPED = "skipped"
 
 
 def now() -> datetime:

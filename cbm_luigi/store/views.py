@@ -20,7 +20,8 @@ def view_statements(d: Dialect) -> list[str]:
 
 
 def _run_groups_sql(d: Dialect, where: str = "") -> str:
-    """One row per (TableName, RunId, Batch) of etl.ETL_Log: the building block of the run views."""
+    """One row per (TableName, RunId, Batch) of etl.ETL_Log: the building block of the run views; a run that
+    found the batch already merged by another one (a ``skipped`` merge_ods row) is left out."""
     q = d.quote
     ok = f"{q('StepName')} = 'flow_complete' AND {q('Status')} = 'success'"
     return (
@@ -37,7 +38,10 @@ def _run_groups_sql(d: Dialect, where: str = "") -> str:
         f"        MAX(CASE WHEN {ok} THEN {q('RowsUpdated')} END) AS {q('Upd')},\n"
         f"        MAX(CASE WHEN {ok} THEN {q('RowsUnchanged')} END) AS {q('Unch')}\n"
         f"    FROM {d.qualified('etl', 'ETL_Log')}{where}\n"
-        f"    GROUP BY {q('TableName')}, {q('RunId')}, {q('Batch')}"
+        f"    GROUP BY {q('TableName')}, {q('RunId')}, {q('Batch')}\n"
+        # a run whose merge found the batch merged by another run (two runs at once) did not run the table
+        f"    HAVING SUM(CASE WHEN {q('Status')} = 'skipped' THEN 1 ELSE 0 END) = 0 OR SUM(CASE WHEN {ok} THEN 1 "
+        "ELSE 0 END) > 0"
     )
 
 

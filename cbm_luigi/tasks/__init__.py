@@ -16,7 +16,11 @@ missing.
 
 from __future__ import annotations
 
+from cbm_luigi.config.logs import redact_luigi_console
 from cbm_luigi.tasks.table import ExtractParquet, LoadStaging, MergeOds
 from cbm_luigi.tasks.wrappers import LoadAll, LoadTable
 
 __all__ = ["ExtractParquet", "LoadAll", "LoadStaging", "LoadTable", "MergeOds"]
+
+# the `luigi` command's console: secrets redacted like cbm-etl's (config/logs.py)
+redact_luigi_console()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import luigi
+import luigi.worker
 
 from cbm_luigi.alerts.notify import notify_failure
 from cbm_luigi.config.options import cbm_option
@@ -15,7 +19,16 @@ from cbm_luigi.destinations.merge import MergeCounts
 from cbm_luigi.model.plan import TIER_PRIORITY
 from cbm_luigi.model.specs import TableSpec
 from cbm_luigi.ops.quality import check_before_merge
-from cbm_luigi.pipeline.extract import MANIFEST, Manifest, extract_dir, extract_to_parquet
+from cbm_luigi.pipeline.extract import (
+    MANIFEST,
+    Manifest,
+    check_cache_dir,
+    empty_full_extract_warning,
+    extract_dir,
+    extract_problem,
+    extract_to_parquet,
+)
+from cbm_luigi.pipeline.isolation import CAN_FORK, crash_message, crash_point, run_isolated, signal_name
 from cbm_luigi.pipeline.merge import merge
 from cbm_luigi.pipeline.retry import SourceBreaker, call_with_retry, is_transient, probe_source
 from cbm_luigi.pipeline.sources import open_source
@@ -103,6 +116,9 @@ def _log_failure(task: TableStep, exc: BaseException) -> None:
     try:
         try:
             rows: int | None = task.manifest().rows
+            if rows == 0:  # a full load of 0 rows over a loaded ODS (e.g. refused by the delete guard): say so
+                warning = empty_full_extract_warning(target(), task.spec, task.manifest())
+                error = f"{error}\n{warning}" if warning else error
         except Exception:  # noqa: BLE001 - no extract yet
             rows = None
         started = getattr(task, "_cbm_started", None)
@@ -111,6 +127,30 @@ def _log_failure(task: TableStep, exc: BaseException) -> None:
                        duration=time.monotonic() - started if started is not None else None)
     except Exception:  # an alert must never fail (or hide) the load's own error
         log.exception("%s: failure alert not sent", table)
+
+
+@TableStep.event_handler(luigi.Event.PROCESS_FAILURE)
+def _log_process_death(task: TableStep, error_msg: str) -> None:
+    """A task process of Luigi's (``--workers N``, ``[worker] force_multiprocessing``) died by a signal: Luigi,
+    in the parent, says "Task ... died unexpectedly with exit code -11"; the child wrote nothing, so the failure
+    row is written here.  Luigi may report the same death twice: one row."""
+    if getattr(task, "_cbm_death_logged", False):
+        return
+    task._cbm_death_logged = True  # type: ignore[attr-defined]
+    found = re.search(r"exit code (-?\d+)", error_msg or "")
+    code = int(found.group(1)) if found else 0
+    if task.step_name == "extract":
+        message = crash_message(task.table, code)
+    else:
+        how = f"signal {-code}, {signal_name(-code)}" if code < 0 else f"exit code {code}"
+        message = (f"the task process died ({how}) during {task.step_name} of {task.table}; the other tables go "
+                   "on; run again")
+    log.error("%s (%s)", message, error_msg)
+    try:
+        runlog.write_log_now(target(), task.table, task.step_name, "failed", batch=task.batch_id, mode=task.mode,
+                             error=f"DriverCrashError: {message}")
+    except Exception:  # the console line above says it already
+        log.exception("%s: failure row not written", task.table)
 
 
 class ExtractParquet(TableStep):
@@ -127,12 +167,26 @@ class ExtractParquet(TableStep):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.extract_path() / MANIFEST))
 
+    def complete(self) -> bool:
+        """Done when the manifest is there and its files match it (sizes, parquet footers, rows).  An unusable
+        extract of a batch not yet merged (a corrupt or truncated file) is removed, so this run extracts again."""
+        path = self.extract_path()
+        if not (path / MANIFEST).exists():
+            return False
+        problem = extract_problem(path)
+        if problem is None or MarkerTarget(settings().target, self.table, self.batch_id).exists():
+            return True
+        log.warning("%s: the extract %s is unusable (%s): removed, extracting it again", self.table, path, problem)
+        shutil.rmtree(path, ignore_errors=True)
+        return False
+
     def run(self) -> None:
         step_started = runlog.now()  # the table's flow starts here (its duration: docs/OPERATIONS.md, Durations)
         spec = self.spec
         tgt = target()
         s = settings()
         store = MetadataStore(tgt)
+        check_cache_dir(s.cache_dir)  # a cache that is a file or read-only: name CBM_CACHE_DIR (luigi command too)
         breaker = SourceBreaker.for_run(s)
         breaker.check(probe=lambda: probe_source(s))  # a source already known down: fail at once
         watermark = call_with_retry(lambda: store.watermark(spec.table_name), what=f"{spec.table_name}: watermark",
@@ -143,7 +197,9 @@ class ExtractParquet(TableStep):
         def attempt() -> Manifest:
             breaker.check(probe=lambda: probe_source(s))  # another table may have found the source down
             # PostgreSQL: staging is loaded (COPY) while the extract is written, committed once it is complete.
-            with open_source(s) as source, staging_while_extracting(tgt, spec, s.stage_while_extracting) as sink:
+            # target(), not tgt: in the extract's own process, an engine of its own (never the parent's pool)
+            with open_source(s) as source, staging_while_extracting(target(), spec, s.stage_while_extracting
+                                                                    ) as sink:
                 progress.start(source, spec, window)
                 manifest = extract_to_parquet(
                     spec, source, window=window, out_dir=self.extract_path(), batch=self.batch_id, mode=self.mode,
@@ -155,17 +211,31 @@ class ExtractParquet(TableStep):
                     sink.commit(manifest, manifest.paths(self.extract_path()))
                 return manifest
 
+        def isolated() -> Manifest:
+            """The read in a child process (pipeline/isolation.py): a crash of the ODBC driver fails this table
+            only, as DriverCrashError (not retried: run again)."""
+            if not (CAN_FORK and cbm_option("isolate_extracts", True)):
+                return attempt()
+            # Luigi's fork_lock keeps the fork away from the keep-alive thread's ping; a Luigi task process
+            # (--workers N) has no such thread, and its copy of the lock was taken by the fork that made it
+            in_task_process = multiprocessing.parent_process() is not None
+            return run_isolated(attempt, table=spec.table_name,
+                                lock=None if in_task_process else luigi.worker.fork_lock)
+
         try:
-            manifest = call_with_retry(attempt, what=f"{spec.table_name}: extract", on_retry=self.retrying)
+            manifest = call_with_retry(isolated, what=f"{spec.table_name}: extract", on_retry=self.retrying)
         except Exception as exc:
             breaker.record_failure(spec.table_name, exc, probe=lambda: probe_source(s))
             raise
         progress.done(manifest.rows, manifest.extract_seconds)
 
+        empty = empty_full_extract_warning(tgt, spec, manifest)  # kept in the run log: the summary shows it
+
         def write_log() -> None:
             with tgt.begin() as conn:
                 runlog.write_log(conn, spec.table_name, "extract", "success", batch=self.batch_id, mode=self.mode,
-                                 rows=manifest.rows, duration=manifest.extract_seconds - manifest.transform_seconds)
+                                 rows=manifest.rows, duration=manifest.extract_seconds - manifest.transform_seconds,
+                                 error=empty)
                 runlog.write_log(conn, spec.table_name, "transform", "success", batch=self.batch_id, mode=self.mode,
                                  rows=manifest.rows, duration=manifest.transform_seconds,
                                  error=str(manifest.cleaning) if any(manifest.cleaning.values()) else None)
@@ -200,6 +270,7 @@ class ExtractProgress:
                          else f"{self.table}: extracting ({window.reason})")
 
     def __call__(self, rows: int, seconds: float) -> None:
+        crash_point(self.table)  # tests only: a real signal in the middle of the read (CBM_TEST_CRASH_EXTRACT)
         now = time.monotonic()
         if now - self._last < self.min_interval:
             return
@@ -299,6 +370,9 @@ class MergeOds(TableStep):
 
         counts = call_with_retry(attempt, what=f"{self.spec.table_name}: merge", on_retry=self.retrying)
         self.percent(100)
+        if counts.already_loaded:  # another run of the batch merged it meanwhile: its marker is this output
+            self.status(f"{self.spec.table_name}: already loaded (merged by another run of batch {self.batch_id})")
+            return
         self.status(
             f"{self.spec.table_name}: {counts.inserted} inserted, {counts.updated} updated, "
             f"{counts.unchanged} unchanged"

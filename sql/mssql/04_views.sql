@@ -17,6 +17,7 @@ WITH runs AS (
         MAX(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN [RowsUnchanged] END) AS [Unch]
     FROM [etl].[ETL_Log]
     GROUP BY [TableName], [RunId], [Batch]
+    HAVING SUM(CASE WHEN [Status] = 'skipped' THEN 1 ELSE 0 END) = 0 OR SUM(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN 1 ELSE 0 END) > 0
 ),
 ranked AS (
     SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.[TableName] ORDER BY r.[StartedTs] DESC, r.[LastTs] DESC, r.[RunId] DESC) AS [Rn]
@@ -56,6 +57,7 @@ WITH runs AS (
     FROM [etl].[ETL_Log]
     WHERE [LogTs] >= DATEADD(DAY, -7, SYSDATETIME())
     GROUP BY [TableName], [RunId], [Batch]
+    HAVING SUM(CASE WHEN [Status] = 'skipped' THEN 1 ELSE 0 END) = 0 OR SUM(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN 1 ELSE 0 END) > 0
 ),
 ranked AS (
     SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.[TableName], CASE WHEN r.[NOk] > 0 THEN 1 ELSE 0 END ORDER BY r.[OkTs] DESC, r.[RunId] DESC) AS [Rn]

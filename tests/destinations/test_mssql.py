@@ -64,7 +64,8 @@ D = MssqlDialect()
     (STRING, {"width": None}, "nvarchar(max)"),
     (DECIMAL, {"precision": 17, "scale": 6}, "decimal(17,6)"),
     (DECIMAL, {"precision": 50, "scale": 10}, "decimal(38,10)"),  # Progress default width, capped at 38
-    (DECIMAL, {"precision": None, "scale": None}, "decimal(38,0)"),
+    (DECIMAL, {"precision": None, "scale": None}, "decimal(38,10)"),  # undeclared: read as text (model/types.py)
+    (DECIMAL, {"precision": 12, "scale": None}, "decimal(12,0)"),
     (DECIMAL, {"precision": 2, "scale": 5}, "decimal(5,5)"),
     (INTEGER, {}, "int"), (BIGINT, {}, "bigint"), (FLOAT, {}, "float"), (BOOLEAN, {}, "bit"),
     (DATE, {}, "date"), (TIMESTAMP, {}, "datetime2(3)"), (TIMESTAMP_TZ, {}, "datetimeoffset(3)"),

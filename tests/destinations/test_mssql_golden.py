@@ -18,7 +18,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from cbm_luigi.destinations.client import Target
+from cbm_luigi.destinations.client import Connection, Target
 from cbm_luigi.destinations.mssql import MssqlDialect
 from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.model.specs import ColumnSpec, TableSpec
@@ -108,6 +108,9 @@ class Recorder:
         row = self.fetchone(sql, params)
         return row[0] if row else None
 
+    def lock_table(self, table: str) -> None:
+        Connection.lock_table(self, table)  # type: ignore[arg-type]  # the real one, recorded
+
 
 class RecordingTarget(Target):
     """A Target whose transactions are recorded (``BEGIN`` / ``COMMIT`` markers), for the merge step."""
@@ -167,6 +170,7 @@ def statements() -> dict[str, str]:
         "insert_staging_pyodbc": D.insert_staging_sql(SPEC, COLUMNS),
         "duplicate_keys": D.duplicate_keys_sql(SPEC),
         "lock_staging_state": staging_state.read_sql(D, lock=True),
+        "table_lock": D.table_lock_sql(),
         "merge": D.merge_sql(SPEC),
         "soft_delete": D.soft_delete_sql(SPEC),
         "revive_deleted": D.revive_sql(SPEC),
@@ -276,12 +280,18 @@ def test_marker_watermark_and_run_log_are_in_the_merge_transaction() -> None:
     text = merge_transaction([c.name for c in D.ods_columns(SPEC)])
     body = text.split("BEGIN TRANSACTION", 1)[1]
     assert text.count("BEGIN TRANSACTION") == 1 and body.rstrip().endswith("COMMIT")
-    order = ["WITH (UPDLOCK, HOLDLOCK)", "MERGE INTO", "UPDATE [config].[ETL_Tables] SET [LastSuccessTs]",
+    order = ["EXEC @cbm_lock_rc = sp_getapplock", "FROM [etl].[ETL_Markers]", "WITH (UPDLOCK, HOLDLOCK)", "MERGE INTO", "UPDATE [config].[ETL_Tables] SET [LastSuccessTs]",
              "INSERT INTO [etl].[ETL_Markers]", "INSERT INTO [etl].[ETL_Log]", "INSERT INTO [etl].[ETL_Log]"]
     pos = 0
     for piece in order:
         pos = body.index(piece, pos) + 1
     assert "CREATE TABLE" not in body and "ALTER TABLE" not in body
+
+
+def test_table_lock_is_an_applock_owned_by_the_transaction() -> None:
+    sql = D.table_lock_sql()
+    assert "sp_getapplock @Resource = :lock, @LockMode = 'Exclusive', @LockOwner = 'Transaction'" in sql
+    assert sql.rstrip().endswith("SELECT @cbm_lock_rc AS [rc];")  # the return code is the only result
 
 
 def test_schema_drift_adds_the_missing_column_nullable() -> None:

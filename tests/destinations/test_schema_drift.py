@@ -20,7 +20,9 @@ def test_widening_rules() -> None:
     assert needs_widening("DECIMAL(24,4)", "DECIMAL(18,4)", None, 18, 4)
     assert needs_widening("NUMERIC(24,4)", "numeric", None, 18, 4)
     assert not needs_widening("NUMERIC(12,4)", "numeric", None, 18, 4)  # never narrows
-    assert not needs_widening("NUMERIC(24,6)", "numeric", None, 18, 4)  # scale change: not a widening
+    assert needs_widening("NUMERIC(24,6)", "numeric", None, 18, 4)  # more digits on both sides of the point
+    assert not needs_widening("NUMERIC(18,6)", "numeric", None, 18, 4)  # scale up, fewer before the point
+    assert not needs_widening("NUMERIC(18,2)", "numeric", None, 18, 4)  # scale down: would round
     assert needs_widening("nvarchar(80)", "nvarchar", 60, 0, 0)
     assert needs_widening("nvarchar(max)", "nvarchar", 4000, 0, 0)
     assert not needs_widening("nvarchar(40)", "nvarchar", 60, 0, 0)

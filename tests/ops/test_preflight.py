@@ -35,6 +35,7 @@ def ready(pg_source, tmp_path, monkeypatch) -> Iterator[Recorder]:
     """A correct installation: .env present, ODBC source, DuckDB target with produit registered, Teams set."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("# settings come from the test's environment\n")
+    (tmp_path / ".env").chmod(0o600)
     configure(monkeypatch, source=pg_source.odbc, flavor="progress", schema=pg_source.schema,
               target=f"duckdb:///{tmp_path / 'ods.duckdb'}")
     register_demo_tables(["produit"])

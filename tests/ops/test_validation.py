@@ -148,3 +148,15 @@ def test_stale_stored_hashdiff_is_reported_with_equal_values(tmp_path, monkeypat
     assert r.samples_mismatched[0]["differences"] == []
     assert "stale" in r.samples_mismatched[0]["note"]
     assert r.validated_at <= datetime.now()
+
+
+def test_decimal_source_text_is_compared_in_its_canonical_form() -> None:
+    # the source's own text of a decimal, as the hashdiff writes the same value held exactly (docs/HASHDIFF.md)
+    import pyarrow as pa
+
+    texts = pa.array(["12.50", "-0.000", "0.0000001", "1.23456789", "100", None, " 7.0 "])
+    assert validation.decimal_text_canonical(texts, "t", "c").to_pylist() == \
+        ["12.5", "0", "0.0000001", "1.23456789", "100", None, "7"]
+    # another spelling (an exponent): through Python's Decimal, exactly
+    assert validation.decimal_text_canonical(pa.array(["1E-7", "1.23E+4", "-0E-3"]), "t", "c").to_pylist() == \
+        ["0.0000001", "12300", "0"]

@@ -26,6 +26,7 @@ from cbm_luigi.config.secrets import redact
 from cbm_luigi.config.settings import Settings
 from cbm_luigi.errors import ConfigError, SourceError, TransientSourceError
 from cbm_luigi.model.specs import CatalogColumn
+from cbm_luigi.pipeline.sources.errors import connect_fix, driver_line, is_login_failure
 from cbm_luigi.pipeline.sources.flavors import (
     FLAVORS,
     SourceFlavor,
@@ -35,13 +36,20 @@ from cbm_luigi.pipeline.sources.flavors import (
 
 log = logging.getLogger(__name__)
 
-# ODBC SQLSTATEs worth a retry: communication link failure, connection failures, timeouts.
-_TRANSIENT_ODBC = ("08S01", "08001", "08004", "08007", "HYT00", "HYT01", "40001")
+# ODBC SQLSTATEs worth a retry: communication link failure, connection failures, timeouts, and the session
+# terminated by an administrator (57P01: PostgreSQL's pg_terminate_backend, a server restarting).
+_TRANSIENT_ODBC = ("08S01", "08001", "08004", "08007", "HYT00", "HYT01", "40001", "57P01")
 
 
 def is_transient_odbc(exc: BaseException) -> bool:
     text = str(exc)
+    if is_login_failure(text):  # psqlODBC reports a refused login as 08001: a retry cannot fix a password
+        return False
     return any(s in text for s in _TRANSIENT_ODBC)
+
+
+def first_error_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class Source:
@@ -105,6 +113,9 @@ class OdbcSource(Source):
 
     def _error(self, exc: BaseException, what: str) -> SourceError:
         msg = f"source ({self.flavor.name}, {redact(self.conn_str)}): {what} failed: {exc}"
+        if is_login_failure(exc):  # the fix first (the driver's text follows): preflight's hint, not a retry
+            msg = (f"source ({self.flavor.name}, {redact(self.conn_str)}): {what} failed: {connect_fix(exc)} "
+                   f"(driver: {driver_line(exc)})")
         return TransientSourceError(msg) if is_transient_odbc(exc) else SourceError(msg)
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -130,16 +141,21 @@ class OdbcSource(Source):
             if sql is not None:
                 cur.execute(sql, self.schema, table)
                 for col, coltype, width, scale, nullflag, pos, extent in cur.fetchall():
+                    is_decimal = str(coltype).lower() in ("decimal", "numeric")
                     out.append(CatalogColumn(
                         column_name=str(col), source_type=str(coltype),
                         logical_type=self.flavor.logical_type(str(coltype), width, scale),
                         width=int(width) if width is not None else None,
-                        precision=int(width) if str(coltype).lower() in ("decimal", "numeric") and width else None,
-                        scale=int(scale) if scale is not None else None,
+                        precision=int(width) if is_decimal and width else None,
+                        # a decimal of width 0 declares no scale either: read as text, DECIMAL(38, 10)
+                        scale=int(scale) if scale is not None and not (is_decimal and not width) else None,
                         nullable=str(nullflag).strip().upper() != "N", position=int(pos),
                         extent=int(extent or 0),
                     ))
             else:
+                unconstrained: set[str] = set()
+                if (usql := self.flavor.unconstrained_decimals_sql()) is not None:
+                    unconstrained = {str(r[0]) for r in cur.execute(usql, self.schema, table).fetchall()}
                 for r in cur.columns(table=table, schema=self.schema or None).fetchall():
                     type_name = str(r.type_name)
                     # Some drivers (SQLite's) report the declared type, e.g. DECIMAL(18,6): trust its figures.
@@ -147,11 +163,13 @@ class OdbcSource(Source):
                     logical = logical_from_type_name(base, r.decimal_digits)
                     size = decl_width if decl_width is not None else r.column_size
                     digits = decl_scale if decl_width is not None else r.decimal_digits
+                    if logical == "decimal" and str(r.column_name) in unconstrained:
+                        size = digits = None  # not the driver's made-up (28,6): read as text, DECIMAL(38, 10)
                     out.append(CatalogColumn(
                         column_name=str(r.column_name), source_type=type_name, logical_type=logical,
                         width=int(size) if size is not None and logical == "string" else None,
                         precision=int(size) if logical == "decimal" and size else None,
-                        scale=int(digits or 0) if logical == "decimal" else None,
+                        scale=int(digits or 0) if logical == "decimal" and size else None,
                         nullable=bool(r.nullable), position=int(r.ordinal_position),
                     ))
         except SourceError:
@@ -176,10 +194,21 @@ class OdbcSource(Source):
             wanted = schema
 
             def map_schema(detected: pa.Schema) -> pa.Schema:
+                self.detected_schema = detected
                 for i, f in enumerate(detected):
                     j = wanted.get_field_index(f.name)
                     if j >= 0 and pa.types.is_float32(f.type) and pa.types.is_float64(wanted.field(j).type):
                         detected = detected.set(i, f.with_type(pa.float64()))
+                    if j >= 0 and pa.types.is_decimal(f.type) and pa.types.is_decimal(wanted.field(j).type) \
+                            and f.type.scale < wanted.field(j).type.scale:
+                        # the reader would cut every value to the driver's scale, silently
+                        raise SourceError(
+                            f"column {f.name}: the ODBC driver describes it as decimal({f.type.precision},"
+                            f"{f.type.scale}), fewer decimals than the {wanted.field(j).type} it is loaded as, "
+                            "so its values would be cut. If the source declares it without precision, set its "
+                            "NumericPrecision to NULL in config.ETL_Columns (it is then read as the source's text "
+                            "and checked exactly) and keep its NumericScale"
+                        )
                 return detected
 
         try:
@@ -205,7 +234,20 @@ class OdbcSource(Source):
         except (SourceError, ConfigError):
             raise
         except Exception as exc:
+            if "too large to be written into the allocated buffer" in str(exc):
+                raise SourceError(self._too_large(exc)) from exc
             raise self._error(exc, "reading rows") from exc
+
+    def _too_large(self, exc: BaseException) -> str:
+        """arrow-odbc's "A value (at least one) is too large" names no column: name the ones it can be."""
+        detected = getattr(self, "detected_schema", None)
+        suspects = [f"{f.name} ({f.type})" for f in detected or ()
+                    if pa.types.is_decimal(f.type) or pa.types.is_string(f.type)]
+        return (f"source ({self.flavor.name}): reading rows failed: a value is longer than the ODBC driver "
+                f"describes its column, one of: {', '.join(suspects) or 'unknown'} ({exc}). A decimal declared "
+                "without precision holding more digits is the usual cause (psqlODBC describes it as "
+                "decimal(28,6)): set its NumericPrecision and NumericScale to NULL in config.ETL_Columns, or "
+                "run cbm-etl sync-columns TABLE, so that it is read as the source's text and checked exactly")
 
     def close(self) -> None:
         if self._pyodbc is not None:
@@ -254,10 +296,19 @@ class SqliteSource(Source):
         except sqlite3.Error as exc:
             raise SourceError(f"source (sqlite): extraction query failed: {exc}") from exc
         while True:
-            rows = cur.fetchmany(batch_rows)
+            try:  # fetching decodes the text (invalid UTF-8 fails here, naming the column)
+                rows = cur.fetchmany(batch_rows)
+            except sqlite3.Error as exc:
+                raise SourceError(f"source (sqlite): reading rows failed: {exc}") from exc
             if not rows:
                 break
-            arrays = [_column_to_arrow([r[i] for r in rows], f.type) for i, f in enumerate(schema)]
+            arrays = []
+            for i, f in enumerate(schema):
+                try:
+                    arrays.append(_column_to_arrow([r[i] for r in rows], f.type))
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+                    raise SourceError(f"column {f.name}: cannot convert the source's values to {f.type}: "
+                                      f"{first_error_line(exc)}") from exc
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def close(self) -> None:
@@ -302,6 +353,9 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
             arrays.append(arr)
             continue
         try:
+            if pa.types.is_decimal(field.type) and pa.types.is_string(arr.type):
+                arrays.append(decimal_from_text(arr, field))
+                continue
             if pa.types.is_boolean(field.type) and pa.types.is_string(arr.type):
                 arrays.append(_column_to_arrow(arr.to_pylist(), field.type))
             elif pa.types.is_float32(arr.type) and pa.types.is_float64(field.type):
@@ -312,6 +366,56 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SourceError(f"column {field.name}: cannot convert {arr.type} to {field.type}: {exc}") from exc
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def decimal_from_text(arr: pa.Array, field: pa.Field) -> pa.Array:
+    """A decimal read as the source's text, converted exactly to the column's type or refused naming the value.
+
+    Arrow's cast refuses a value with more decimals than the scale (never rounds); a value with more digits
+    than the precision is refused by :func:`check_decimal_precision`.
+    """
+    typ = field.type
+    wide = pa.decimal128(38, typ.scale)
+    try:
+        out = pc.cast(pc.utf8_trim_whitespace(arr), wide)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SourceError(_decimal_refusal(arr, field, exc)) from exc
+    check_decimal_precision(out, field)
+    return out.cast(typ)
+
+
+def _decimal_refusal(arr: pa.Array, field: pa.Field, exc: BaseException) -> str:
+    """The first value that does not fit, and the NumericScale (or the exclusion) that would hold the batch."""
+    typ = field.type
+    first, most_before, most_after = None, 0, 0
+    for text in arr.to_pylist():
+        if text is None:
+            continue
+        try:
+            value = Decimal(text.strip())
+        except ArithmeticError:
+            return f"column {field.name}: cannot convert string {text!r} to {typ}: not a number ({exc})"
+        _sign, digits, exponent = value.as_tuple()
+        if not isinstance(exponent, int):
+            return f"column {field.name}: cannot convert string {text!r} to {typ}: not a finite number"
+        after = max(0, -exponent)
+        before = max(0, len(digits) + exponent) if any(digits) else 0
+        most_before, most_after = max(most_before, before), max(most_after, after)
+        if first is None and (after > typ.scale or before > 38 - typ.scale):
+            first = (text, before, after)
+    if first is None:
+        return f"column {field.name}: cannot convert the source's text to {typ}: {exc}"
+    text, before, after = first
+    need = most_before + most_after
+    fix = (f"set NumericScale to {most_after} for this column in config.ETL_Columns (NumericPrecision left NULL: "
+           f"it is then loaded as DECIMAL(38,{most_after}); cbm-etl sync-columns keeps it) and run again"
+           if need <= 38 else
+           f"its values need {most_before} digits before the point and {most_after} after, more than the 38 a "
+           "decimal holds in the parquet cache: exclude the column (IsExcluded = 1 in config.ETL_Columns) or "
+           "declare its precision and scale in the source")
+    return (f"column {field.name}: the source value {text} does not fit DECIMAL(38,{typ.scale}), the type it is "
+            f"loaded as ({before} digit(s) before the point, {after} after); it would be changed, so nothing is "
+            f"loaded. Fix: {fix}")
 
 
 def check_decimal_precision(arr: pa.Array, field: pa.Field) -> None:

@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from cbm_luigi.errors import MetadataError
 from cbm_luigi.model.naming import quote_ident
-from cbm_luigi.model.specs import TableSpec, parse_lookback
+from cbm_luigi.model.specs import ColumnSpec, TableSpec, parse_lookback
 from cbm_luigi.model.types import (
     BIGINT,
     BINARY,
@@ -58,7 +59,14 @@ def incremental_window(spec: TableSpec, mode: str, watermark: datetime | None) -
         return Window(None, reason="no timestamps: always full")
     if watermark is None:
         return Window(None, reason="never loaded: first run is full")
-    since = watermark - parse_lookback(spec.lookback)
+    try:
+        since = watermark - parse_lookback(spec.lookback)
+    except MetadataError as exc:  # name the table and where the setting lives
+        raise MetadataError(f"table {spec.table_name}: config.ETL_Tables.{exc}") from exc
+    except OverflowError as exc:
+        raise MetadataError(f"table {spec.table_name}: config.ETL_Tables.LookbackInterval {spec.lookback!r} goes "
+                            f"back before year 1 from the watermark {watermark:%Y-%m-%d}: set a shorter one (e.g. "
+                            f"1d) ({exc})") from exc
     if spec.date_modif_precision == "date":
         since = datetime(since.year, since.month, since.day)
     return Window(since, spec.date_modif_precision, reason=f"incremental since {since:%Y-%m-%d %H:%M:%S}")
@@ -81,13 +89,37 @@ class SourceFlavor:
         """``"gencod-v" AS "gencod_v"`` as stored in config.ETL_Columns.SourceExpression."""
         return f"{self.quote(column_name)} AS {self.quote(sql_name)}"
 
+    def decimal_text_sql(self, expr: str) -> str | None:
+        """A decimal read as the source's own text (exact, whatever the driver describes); None: not supported.
+
+        Progress decimals hold at most 50 digits: 60 characters hold any of them with its sign and point.
+        """
+        return f"CAST({expr} AS VARCHAR(60))"
+
+    def unconstrained_decimals_sql(self) -> str | None:
+        """Names of the table's decimals declared without precision, taking (schema, table); None: not known."""
+        return None
+
     def boundary_param(self, precision: str) -> str:
         cast = "DATE" if precision == "date" else "TIMESTAMP"
         return f"CAST({self.param} AS {cast})"
 
-    def select_sql(self, spec: TableSpec, schema: str, window: Window) -> tuple[str, list[str]]:
-        """The extraction SELECT and its parameters."""
-        cols = ",\n       ".join(self.source_expression(c.column_name, c.sql_name) for c in spec.loaded_columns)
+    def select_sql(self, spec: TableSpec, schema: str, window: Window, decimals_as_text: bool = False
+                   ) -> tuple[str, list[str]]:
+        """The extraction SELECT and its parameters.
+
+        A decimal without a declared precision is selected as its text (:meth:`decimal_text_sql`): a driver
+        describes it with a made-up scale (psqlODBC: 28,6) and the ODBC reader would cut its digits to it.
+        ``decimals_as_text`` selects every decimal so (validation compares with the source's own text).
+        """
+        def expression(c: ColumnSpec) -> str:
+            if c.logical_type == DECIMAL and (decimals_as_text or c.precision is None):
+                text = self.decimal_text_sql(self.quote(c.column_name))
+                if text is not None:
+                    return f"{text} AS {self.quote(c.sql_name)}"
+            return self.source_expression(c.column_name, c.sql_name)
+
+        cols = ",\n       ".join(expression(c) for c in spec.loaded_columns)
         sql = f"SELECT {cols}\nFROM {self.qualify(schema, spec.table_name)}"
         where, params = [], []
         if window.since is not None and spec.date_modif_col:
@@ -162,6 +194,15 @@ class PostgresFlavor(SourceFlavor):
     def clock_sql(self) -> str:
         return "SELECT LOCALTIMESTAMP"
 
+    def decimal_text_sql(self, expr: str) -> str | None:
+        # unbounded VARCHAR: PostgreSQL never truncates it (a CAST to VARCHAR(n) would, silently)
+        return f"CAST({expr} AS VARCHAR)"
+
+    def unconstrained_decimals_sql(self) -> str | None:
+        # psqlODBC's SQLColumns describes an unconstrained numeric as numeric(28,6); the catalog says NULL
+        return ("SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                "AND data_type = 'numeric' AND numeric_precision IS NULL")
+
     def connection_string(self, conn_str: str, batch_rows: int) -> str:
         """psqlODBC: real booleans, and a server-side cursor so memory does not follow table size."""
         extra = {"BoolsAsChar": "0", "UseDeclareFetch": "1", "Fetch": str(min(batch_rows, 100_000))}
@@ -173,12 +214,20 @@ class PostgresFlavor(SourceFlavor):
 class SqliteFlavor(SourceFlavor):
     name = "sqlite"
 
+    def source_expression(self, column_name: str, sql_name: str) -> str:
+        """The column in backticks: SQLite reads a double-quoted name that is no column (renamed, dropped) as a
+        string literal, which would load the column's name as every row's value instead of failing."""
+        return "`" + column_name.replace("`", "``") + "` AS " + self.quote(sql_name)
+
     def boundary_param(self, precision: str) -> str:
         # SQLite keeps dates as ISO text: the text comparison is the date comparison.
         return self.param
 
     def clock_sql(self) -> str:
         return "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now', 'localtime')"
+
+    def decimal_text_sql(self, expr: str) -> str | None:
+        return None  # SQLite stores decimals as REAL: no exact text to read (the reader rounds to the scale)
 
 
 FLAVORS: dict[str, type[SourceFlavor]] = {

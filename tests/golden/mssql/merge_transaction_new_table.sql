@@ -1,5 +1,15 @@
 BEGIN TRANSACTION
 
+SET NOCOUNT ON;
+DECLARE @cbm_lock_rc INT;
+EXEC @cbm_lock_rc = sp_getapplock @Resource = :lock, @LockMode = 'Exclusive', @LockOwner = 'Transaction', @LockTimeout = -1;
+SET NOCOUNT OFF;
+SELECT @cbm_lock_rc AS [rc];
+-- params: lock
+
+SELECT [RunId] FROM [etl].[ETL_Markers] WHERE [MarkerId] = :m
+-- params: m
+
 SELECT [Batch], [Mode], [RowsStaged], [SourceClockTs] FROM [etl].[ETL_StagingState] WITH (UPDLOCK, HOLDLOCK) WHERE [TableName] = :t
 -- params: t
 

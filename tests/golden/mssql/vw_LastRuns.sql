@@ -13,6 +13,7 @@ WITH runs AS (
         MAX(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN [RowsUnchanged] END) AS [Unch]
     FROM [etl].[ETL_Log]
     GROUP BY [TableName], [RunId], [Batch]
+    HAVING SUM(CASE WHEN [Status] = 'skipped' THEN 1 ELSE 0 END) = 0 OR SUM(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN 1 ELSE 0 END) > 0
 ),
 ranked AS (
     SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.[TableName] ORDER BY r.[StartedTs] DESC, r.[LastTs] DESC, r.[RunId] DESC) AS [Rn]

@@ -14,6 +14,7 @@ WITH runs AS (
     FROM [etl].[ETL_Log]
     WHERE [LogTs] >= DATEADD(DAY, -7, SYSDATETIME())
     GROUP BY [TableName], [RunId], [Batch]
+    HAVING SUM(CASE WHEN [Status] = 'skipped' THEN 1 ELSE 0 END) = 0 OR SUM(CASE WHEN [StepName] = 'flow_complete' AND [Status] = 'success' THEN 1 ELSE 0 END) > 0
 ),
 ranked AS (
     SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.[TableName], CASE WHEN r.[NOk] > 0 THEN 1 ELSE 0 END ORDER BY r.[OkTs] DESC, r.[RunId] DESC) AS [Rn]

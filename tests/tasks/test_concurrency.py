@@ -1,0 +1,84 @@
+"""Two runs of the same batch at once, with real processes: two ``cbm-etl run --all`` with local schedulers, and
+two ``cbm-etl run --all`` workers of one real luigid.  Both must exit 0, every table merged once (one marker
+per table, the ODS equal to the source), no failed row in etl.ETL_Log and vw_LastRuns all success.  Also: a merge
+whose marker already exists returns "already loaded" without touching the ODS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import configure
+from helpers import log_rows, ods_rows, pg_source_rows, register_demo_tables
+from test_scheduler import api, luigid  # noqa: F401 - luigid: the real central scheduler fixture
+
+from cbm_luigi.demo import data as demo_data
+from cbm_luigi.destinations import open_target
+from cbm_luigi.tasks.context import clear_caches, settings
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = [t.name for t in demo_data.DEMO_TABLES]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "LUIGI_CONFIG_PATH": str(REPO / "luigi.cfg")}
+
+
+def start_runs(batch: str, *extra: str, n: int = 2) -> list[subprocess.CompletedProcess[str]]:
+    """``n`` ``cbm-etl run --all --mode full --batch-id batch`` started at the same moment."""
+    cmd = [sys.executable, "-m", "cbm_luigi.cli", "run", "--all", "--mode", "full", "--batch-id", batch, *extra]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(n)]
+    out = []
+    for p in procs:
+        stdout, _ = p.communicate(timeout=300)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, ""))
+    return out
+
+
+def assert_loaded_once(pg_source, batch: str, runs) -> None:
+    for r in runs:
+        assert r.returncode == 0, r.stdout[-5000:]
+    clear_caches()
+    target = open_target(settings().target)
+    d = target.dialect
+    q = d.quote
+    markers = target.fetchall(f"SELECT {q('TableName')}, COUNT(*) FROM {d.qualified('etl', 'ETL_Markers')} "
+                              f"WHERE {q('Batch')} = :b GROUP BY {q('TableName')}", {"b": batch})
+    assert dict(markers) == {t: 1 for t in TABLES}
+    for t in TABLES:
+        assert ods_rows(t) == pg_source_rows(pg_source, t), t
+    rows = [r for r in log_rows() if r["Batch"] == batch]
+    assert [r for r in rows if r["Status"] == "failed"] == []
+    merged = [r["TableName"] for r in rows if r["StepName"] == "flow_complete"]
+    assert sorted(merged) == sorted(TABLES)  # each table merged once, by one of the runs
+    last = target.fetchall(f"SELECT {q('TableName')}, {q('Status')} FROM {d.qualified('etl', 'vw_LastRuns')}")
+    assert dict(last) == {t: "success" for t in TABLES}
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_two_local_runs_of_one_batch_at_once(pg_source, pg_database, monkeypatch):
+    configure(monkeypatch, source=pg_source.odbc, flavor="progress", schema=pg_source.schema, target=pg_database)
+    register_demo_tables()
+    batch = f"twice-{os.getpid()}"
+    runs = start_runs(batch)
+    assert_loaded_once(pg_source, batch, runs)
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_two_workers_of_one_luigid_both_exit_0(luigid, pg_source, pg_database, monkeypatch):  # noqa: F811
+    configure(monkeypatch, source=pg_source.odbc, flavor="progress", schema=pg_source.schema, target=pg_database)
+    register_demo_tables()
+    batch = f"workers-{os.getpid()}"
+    runs = start_runs(batch, "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid["port"]))
+    assert_loaded_once(pg_source, batch, runs)
+    # the scheduler ran each task once, in one worker or the other, and both worked
+    done = api(luigid["port"], "task_list", status="DONE", upstream_status="", search=batch)
+    assert sum(str(v["name"]).endswith(".MergeOds") for v in done.values()) == len(TABLES)
+    for r in runs:
+        assert f"{len(TABLES)} of {len(TABLES)} table(s) loaded" in r.stdout, r.stdout[-3000:]
