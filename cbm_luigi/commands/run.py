@@ -86,13 +86,16 @@ def run_by_other_workers(result: luigi.execution_summary.LuigiRunResult) -> bool
     if worker is None:
         return False
     summary = luigi.execution_summary._summary_dict(worker)
-    return bool(summary.get("run_by_other_worker") or summary.get("upstream_run_by_other_worker"))
+    # "not granted run permission by the scheduler" (not_run): the scheduler gives the task to the worker running
+    # it, or holds it for a resource another worker has: waiting is right there too
+    return bool(summary.get("run_by_other_worker") or summary.get("upstream_run_by_other_worker")
+                or summary.get("not_run"))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     if bool(args.table) == bool(args.all):
         raise SystemExit("cbm-etl run: give a TABLE or --all (not both)")
-    from cbm_luigi.config.options import check_ops_options  # deferred: start-up of cbm-etl
+    from cbm_luigi.config.options import cbm_option, check_ops_options  # deferred: start-up of cbm-etl
     from cbm_luigi.pipeline.sources import check_source_settings  # deferred: start-up of cbm-etl
     from cbm_luigi.store import runlog  # deferred: start-up of cbm-etl
     from cbm_luigi.tasks.context import (  # deferred: start-up of cbm-etl
@@ -132,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
             # A worker of the central scheduler leaves ([worker] keep_alive=false) when what is left of the batch
             # runs in another worker: wait for it, scheduling again (and taking over what it leaves undone).
-            while args.scheduler_host and run_by_other_workers(result):
+            deadline = time.monotonic() + float(cbm_option("other_workers_timeout", 21600.0))
+            while args.scheduler_host and run_by_other_workers(result) and time.monotonic() < deadline:
                 log.info("tasks of batch %s are run by another worker: waiting %.0fs, then asking again",
                          task.batch_id, OTHER_WORKERS_POLL_SECONDS)
                 time.sleep(OTHER_WORKERS_POLL_SECONDS)

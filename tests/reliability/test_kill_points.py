@@ -83,5 +83,6 @@ def test_a_kill_at_each_point_loses_nothing_and_the_rerun_finishes(base: Site, t
     assert final["markers"].count("kill-1") == 1
     assert leftovers(site) == [], f"temporary extract folders left after the rerun: {leftovers(site)}"
 
-    again = site.cbm(*RUN)
-    assert again.returncode == 0 and site.state() == final
+    if point == KILL_POINTS[-1]:  # once is enough to show it (the suite's time): a third run changes nothing
+        again = site.cbm(*RUN)
+        assert again.returncode == 0 and site.state() == final
