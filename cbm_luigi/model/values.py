@@ -5,6 +5,7 @@ One list of true and false words for the whole package.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 TRUE_WORDS = ("1", "true", "yes", "on", "y")
@@ -28,3 +29,12 @@ def truthy(v: Any) -> bool:
     if isinstance(v, str):
         return v.strip().lower() in (*TRUE_WORDS, "t")
     return bool(v)
+
+
+def naive_datetime(v: Any) -> datetime | None:
+    """A timestamp read from a metadata table (a datetime, or its ISO text where the driver gives text), naive."""
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return v.replace(tzinfo=None)
+    return datetime.fromisoformat(str(v))

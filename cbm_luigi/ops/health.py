@@ -45,7 +45,7 @@ from cbm_luigi.config.alerts import AlertSettings
 from cbm_luigi.config.secrets import redact
 from cbm_luigi.destinations.client import Target
 from cbm_luigi.model.specs import default_priority
-from cbm_luigi.model.values import truthy
+from cbm_luigi.model.values import naive_datetime, truthy
 from cbm_luigi.store.alerts_log import AlertLog
 from cbm_luigi.store.config_tables import sla_table_rows
 from cbm_luigi.store.runlog import last_success_by_table, outcome_rows_between
@@ -75,13 +75,6 @@ def sla_status(hours_since: float | None, sla_hours: float) -> str:
     return CRITICAL
 
 
-def _dt(v: Any) -> datetime | None:
-    if v is None:
-        return None
-    if isinstance(v, datetime):
-        return v.replace(tzinfo=None)
-    return datetime.fromisoformat(str(v))
-
 
 def compute_sla(target: Target, now: datetime) -> list[SlaRow]:
     """SLA status of every active table, from config.ETL_Tables and etl.ETL_Log (portable SQL)."""
@@ -92,7 +85,7 @@ def compute_sla(target: Target, now: datetime) -> list[SlaRow]:
         if not truthy(active):
             continue
         sla_hours = float(sla) if sla is not None else 24.0
-        ts = _dt(last.get(name))
+        ts = naive_datetime(last.get(name))
         hours = round((now - ts).total_seconds() / 3600, 2) if ts else None
         priority = str(tier or "").strip().lower() or default_priority(notes, truthy(is_dim), truthy(is_fact))
         out.append(SlaRow(name, priority, sla_hours, ts, hours, sla_status(hours, sla_hours)))
@@ -104,7 +97,7 @@ def sla_from_view(target: Target) -> list[SlaRow] | None:
     rows = read_sla_view(target)
     if rows is None:
         return None
-    return [SlaRow(str(r[0]), str(r[1] or ""), float(r[2]) if r[2] is not None else 24.0, _dt(r[3]),
+    return [SlaRow(str(r[0]), str(r[1] or ""), float(r[2]) if r[2] is not None else 24.0, naive_datetime(r[3]),
                    float(r[4]) if r[4] is not None else None, str(r[5]).upper()) for r in rows]
 
 

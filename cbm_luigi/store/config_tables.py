@@ -27,7 +27,7 @@ from cbm_luigi.model.specs import (
     parse_lookback,
 )
 from cbm_luigi.model.types import STRING
-from cbm_luigi.model.values import truthy
+from cbm_luigi.model.values import naive_datetime, truthy
 from cbm_luigi.store.schema import ETL_COLUMNS, ETL_DEPENDENCIES, ETL_TABLES, needs_metadata, require_metadata
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class MetadataStore:
         row = self.target.fetchone(
             f"SELECT {q('LastSuccessTs')} FROM {self._t(ETL_TABLES)} WHERE {q('TableName')} = :t", {"t": table}
         )
-        return _as_datetime(row[0]) if row else None
+        return naive_datetime(row[0]) if row else None
 
     def dependencies(self) -> list[tuple[str, str]]:
         q = self.d.quote
@@ -384,15 +384,8 @@ class MetadataStore:
         row = self.target.fetchone(
             f"SELECT {q('LastProfilingTs')} FROM {self._t(ETL_TABLES)} WHERE {q('TableName')} = :t", {"t": table}
         )
-        return _as_datetime(row[0]) if row else None
+        return naive_datetime(row[0]) if row else None
 
-
-def _as_datetime(v: Any) -> datetime | None:
-    if v is None:
-        return None
-    if isinstance(v, datetime):
-        return v.replace(tzinfo=None)
-    return datetime.fromisoformat(str(v))
 
 
 def read_plan_rows(target: Target) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
