@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from cbm_luigi.errors import MetadataError
 from cbm_luigi.model.naming import match_name
-from cbm_luigi.model.specs import PRECISIONS, PRIORITIES, SyncReport
+from cbm_luigi.model.specs import (
+    OUT_OF_RANGE_POLICIES,
+    PRECISIONS,
+    PRIORITIES,
+    TYPE_CHANGE_POLICIES,
+    WIDTH_POLICIES,
+    SyncReport,
+)
 
 if TYPE_CHECKING:
     from cbm_luigi.pipeline.sources import Source
@@ -39,6 +46,21 @@ def add_parser(sub: Any) -> None:
                    help="full loads mark ODS rows whose key left the source (etl_deleted_ts); rows are kept")
     p.add_argument("--delete-guard-pct", type=float, default=10.0,
                    help="refuse a full load that would mark more than this %% of the rows deleted (default 10)")
+    p.add_argument("--delete-scan", action="store_true",
+                   help="incremental loads also read the source's keys (keys only) to see deletes; needs "
+                        "--detect-deletes")
+    p.add_argument("--history", action="store_true",
+                   help="keep SCD2 versions of a dimension in hist.<table> (valid_from, valid_to, is_current); "
+                        "needs --dimension")
+    p.add_argument("--type-change", choices=TYPE_CHANGE_POLICIES, default="refuse",
+                   help="a column whose type changed in the source: refuse naming it (default), or widen the ODS "
+                        "column to a type that holds both")
+    p.add_argument("--width-policy", choices=WIDTH_POLICIES, default="refuse",
+                   help="a text value longer than its SQL width: fail naming the column (default), or truncate")
+    p.add_argument("--out-of-range-dates", choices=OUT_OF_RANGE_POLICIES, default="null",
+                   help="a date outside the target's range: null it and report the column (default), or fail")
+    p.add_argument("--split-extents", action="store_true",
+                   help="extent (array) fields become <col>_1 .. <col>_n instead of one ';'-joined text")
     p.set_defaults(func=cmd_add_table)
 
     p = sub.add_parser("tables", help="list registered tables")
@@ -122,6 +144,9 @@ def cmd_add_table(args: argparse.Namespace) -> int:
         priority=args.priority, is_dimension=args.dimension, is_fact=args.fact, filter_clause=args.filter_clause,
         sla_hours=args.sla_hours, notes=args.notes, active=not args.inactive,
         delete_detection=args.detect_deletes, delete_guard_pct=args.delete_guard_pct,
+        delete_scan=args.delete_scan, keep_history=args.history, type_change_policy=args.type_change,
+        width_policy=args.width_policy, out_of_range_dates=args.out_of_range_dates,
+        split_extents=args.split_extents,
     )
     clear_caches()
     mode = f"incremental on {spec.date_modif_col}" if spec.is_incremental_capable else "always full"

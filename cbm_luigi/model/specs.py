@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 
 PRIORITIES = ("critical", "high", "normal")
 PRECISIONS = ("date", "datetime")
+#: config.ETL_Tables.TypeChangePolicy: a column whose type family changed in the source (int -> text...) is
+#: refused naming the column, or its ODS column widened to a type that holds both (docs/OPERATIONS.md)
+TYPE_CHANGE_POLICIES = ("refuse", "widen")
+#: config.ETL_Tables.WidthPolicy: a character value longer than its SQL width (Progress's "exceeding its max
+#: length or precision") fails the extract naming the column, or is cut to the width (counted, logged)
+WIDTH_POLICIES = ("refuse", "truncate")
+#: config.ETL_Tables.OutOfRangeDates: a date outside the target's range is nulled (counted, reported with the
+#: column) or fails the extract naming the column and the value
+OUT_OF_RANGE_POLICIES = ("null", "refuse")
 #: which active tables ``cbm-etl validate --filter`` selects (here, below the commands, so that the command line
 #: offers the choices without importing the validation module)
 TABLE_FILTERS = ("all", "dimensions", "facts", "critical")
@@ -87,6 +96,15 @@ class TableSpec:
     #: delete_guard_pct % of the active rows would go: a partial read must not look like a mass delete
     delete_detection: bool = False
     delete_guard_pct: float = 10.0
+    #: incremental runs also read the source's keys (keys only, chunked) so that delete detection sees deletes
+    delete_scan: bool = False
+    #: SCD2 history in hist.<table> (valid_from / valid_to / is_current), for dimensions
+    keep_history: bool = False
+    type_change_policy: str = "refuse"
+    width_policy: str = "refuse"
+    out_of_range_dates: str = "null"
+    #: extent (array) columns split into <col>_1 .. <col>_n instead of one ';'-joined text
+    split_extents: bool = False
 
     @property
     def loaded_columns(self) -> tuple[ColumnSpec, ...]:

@@ -17,8 +17,11 @@ from cbm_luigi.model.meta import MetaTable
 from cbm_luigi.model.naming import assign_safe_names, match_name, sql_safe
 from cbm_luigi.model.plan import Plan, build_plan
 from cbm_luigi.model.specs import (
+    OUT_OF_RANGE_POLICIES,
     PRECISIONS,
     PRIORITIES,
+    TYPE_CHANGE_POLICIES,
+    WIDTH_POLICIES,
     CatalogColumn,
     ColumnSpec,
     SyncReport,
@@ -122,6 +125,21 @@ class MetadataStore:
             parse_lookback(lookback)
         except MetadataError as exc:  # the spec knows the table: name it and where the setting is
             raise MetadataError(f"table {table}: config.ETL_Tables.{exc}") from exc
+
+        def policy(column: str, allowed: tuple[str, ...], option: str) -> str:
+            value = str(r[column] or "").strip().lower() or allowed[0]
+            if value not in allowed:
+                raise MetadataError(
+                    f"table {table}: config.ETL_Tables.{column} {r[column]!r} must be one of {', '.join(allowed)} "
+                    f"(empty: {allowed[0]}); fix it, or run cbm-etl add-table {table} ... {option} {allowed[0]}")
+            return value
+
+        delete_detection = truthy(r["DeleteDetection"]) if r["DeleteDetection"] is not None else False
+        delete_scan = truthy(r["DeleteScan"])
+        if delete_scan and not delete_detection:
+            raise MetadataError(f"table {table}: config.ETL_Tables.DeleteScan = 1 needs DeleteDetection = 1 (the "
+                                f"key scan feeds delete detection): set both, or run cbm-etl add-table {table} ... "
+                                "--detect-deletes --delete-scan")
         return TableSpec(
             table_name=table,
             sql_name=str(r["SqlName"]),
@@ -137,8 +155,14 @@ class MetadataStore:
             priority=priority,
             is_active=truthy(r["IsActive"]),
             sla_hours=float(r["SLAHours"]) if r["SLAHours"] is not None else 24.0,
-            delete_detection=truthy(r["DeleteDetection"]) if r["DeleteDetection"] is not None else False,
+            delete_detection=delete_detection,
             delete_guard_pct=float(r["DeleteGuardPct"]) if r["DeleteGuardPct"] is not None else 10.0,
+            delete_scan=delete_scan,
+            keep_history=truthy(r["KeepHistory"]),
+            type_change_policy=policy("TypeChangePolicy", TYPE_CHANGE_POLICIES, "--type-change"),
+            width_policy=policy("WidthPolicy", WIDTH_POLICIES, "--width-policy"),
+            out_of_range_dates=policy("OutOfRangeDates", OUT_OF_RANGE_POLICIES, "--out-of-range-dates"),
+            split_extents=truthy(r["SplitExtents"]),
             notes=r["Notes"],
             columns=columns,
         )
@@ -270,6 +294,12 @@ class MetadataStore:
         active: bool = True,
         delete_detection: bool = False,
         delete_guard_pct: float = 10.0,
+        delete_scan: bool = False,
+        keep_history: bool = False,
+        type_change_policy: str = "refuse",
+        width_policy: str = "refuse",
+        out_of_range_dates: str = "null",
+        split_extents: bool = False,
     ) -> TableSpec:
         """Insert or update the config.ETL_Tables row; columns must be synced first.  Returns the spec."""
         cols = self.column_specs(table_name)
@@ -291,6 +321,17 @@ class MetadataStore:
         parse_lookback(lookback)
         if not 0 <= delete_guard_pct <= 100:
             raise MetadataError(f"--delete-guard-pct {delete_guard_pct} must be between 0 and 100")
+        if delete_scan and not delete_detection:
+            raise MetadataError(f"table {table_name}: --delete-scan needs --detect-deletes (the key scan feeds "
+                                "delete detection): add --detect-deletes")
+        if keep_history and not is_dimension:
+            raise MetadataError(f"table {table_name}: --history (SCD2 versions in hist.{sql_safe(table_name)}) is for "
+                                "dimensions: add --dimension, or leave --history out")
+        for value, allowed, option in ((type_change_policy, TYPE_CHANGE_POLICIES, "--type-change"),
+                                       (width_policy, WIDTH_POLICIES, "--width-policy"),
+                                       (out_of_range_dates, OUT_OF_RANGE_POLICIES, "--out-of-range-dates")):
+            if value not in allowed:
+                raise MetadataError(f"{option} {value!r} must be one of {', '.join(allowed)}")
 
         sql_name = sql_safe(table_name)
         q = self.d.quote
@@ -303,6 +344,8 @@ class MetadataStore:
             "IsFact": is_fact, "LookbackInterval": lookback, "FilterClause": filter_clause,
             "Notes": notes, "PriorityTier": priority, "IsActive": active, "SLAHours": sla_hours,
             "DeleteDetection": delete_detection, "DeleteGuardPct": delete_guard_pct,
+            "DeleteScan": delete_scan, "KeepHistory": keep_history, "TypeChangePolicy": type_change_policy,
+            "WidthPolicy": width_policy, "OutOfRangeDates": out_of_range_dates, "SplitExtents": split_extents,
             "UpdatedTs": now,
         }
         keys = list(values)

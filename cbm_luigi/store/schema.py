@@ -33,6 +33,8 @@ ETL_TABLES = MetaTable(
         _c("PriorityTier", STRING, 10), _c("IsActive", BOOLEAN, nullable=False), _c("SLAHours", FLOAT),
         _c("DeleteDetection", BOOLEAN), _c("DeleteGuardPct", FLOAT),
         _c("LastProfilingTs", TIMESTAMP), _c("CreatedTs", TIMESTAMP), _c("UpdatedTs", TIMESTAMP),
+        _c("DeleteScan", BOOLEAN), _c("KeepHistory", BOOLEAN), _c("TypeChangePolicy", STRING, 10),
+        _c("WidthPolicy", STRING, 10), _c("OutOfRangeDates", STRING, 10), _c("SplitExtents", BOOLEAN),
     ),
     ("TableName",),
 )

@@ -29,6 +29,12 @@ CREATE TABLE [config].[ETL_Tables] (
     [LastProfilingTs] datetime2(3) NULL,
     [CreatedTs] datetime2(3) NULL,
     [UpdatedTs] datetime2(3) NULL,
+    [DeleteScan] bit NULL,
+    [KeepHistory] bit NULL,
+    [TypeChangePolicy] nvarchar(10) NULL,
+    [WidthPolicy] nvarchar(10) NULL,
+    [OutOfRangeDates] nvarchar(10) NULL,
+    [SplitExtents] bit NULL,
     CONSTRAINT [PK_config_ETL_Tables] PRIMARY KEY CLUSTERED ([TableName])
 );
 GO
