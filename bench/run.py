@@ -9,7 +9,8 @@ database ``cbm_bench``, then reused) over ODBC with the ``postgresql`` source fl
 1. the raw ODBC read of the pipeline's SELECT into Arrow and nowhere else (the limit);
 2. per target (a fresh PostgreSQL database, a fresh DuckDB file), each as the ``luigi`` command in a subprocess:
    a full load, the same batch again (must run nothing), an incremental run with no source change, an incremental
-   run after ``--change`` (1 %) of the rows changed, and a full load of ``--scale`` (5) times the rows;
+   run after ``--change`` (1 %) of the rows changed, the same incremental run with the key scan of delete detection
+   (DeleteScan: every key of the table read too), and a full load of ``--scale`` (5) times the rows;
    wall time (process start-up included), peak RSS, and the per-step durations from ``etl.ETL_Log``;
 3. the ratios against the targets of docs/PERFORMANCE.md.
 
@@ -75,6 +76,8 @@ class TargetResult:
 FULL, AGAIN, NOCHANGE, CHANGE, BIG = (
     "full load", "same batch again", "incremental, no change", "incremental, changed rows", "full load, scaled",
 )
+#: an incremental run with no source change whose table has DeleteDetection and DeleteScan: the key scan's cost
+KEYSCAN = "incremental + key scan"
 
 
 def _fmt(v: float | None, spec: str = ",.0f") -> str:
@@ -166,8 +169,9 @@ def _drop_databases(pg: str, names: list[str]) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _register(table: str) -> Any:
-    """init-db, sync-columns and add-table for a benchmark table (in this process); returns its spec."""
+def _register(table: str, **options: Any) -> Any:
+    """init-db, sync-columns and add-table (with ``options``) for a benchmark table (in this process); returns
+    its spec."""
     from bench.measure import target_of
     from bench.source import DATE_MODIF, KEY
     from cbm_luigi.commands.setup import sync_tables
@@ -180,7 +184,7 @@ def _register(table: str) -> Any:
     sync_tables([table])
     spec = MetadataStore(target).register_table(
         table, primary_key=[KEY], date_modif_col=DATE_MODIF, precision="datetime", lookback="0d",
-        priority="normal", is_fact=True, notes="cbm-luigi benchmark",
+        priority="normal", is_fact=True, notes="cbm-luigi benchmark", **options,
     )
     clear_caches()
     return spec
@@ -225,10 +229,33 @@ def _measure_target(res: TargetResult, args: argparse.Namespace, env: dict[str, 
             problems = compare_ods(read_source(spec, settings()), read_ods(env["CBM_TARGET"], spec, args.odbc_driver),
                                    spec.primary_key[0])
         res.checks.extend(f"ODS differs from the source: {p}" for p in problems)
+    _measure_key_scan(res, env, table, luigi)
     if big is not None:
         scaled = luigi(BIG, "full", "bench-full", big.name)
         if scaled.inserted != big.rows:
             res.checks.append(f"{BIG}: inserted {scaled.inserted}, expected {big.rows}")
+
+
+def _measure_key_scan(res: TargetResult, env: dict[str, str], table: Any, luigi: Any) -> None:
+    """The no-change incremental run again, the table now with DeleteDetection and DeleteScan: it also reads every
+    key of the source (docs/OPERATIONS.md, "Deletes on incremental runs").  Its first merge adds the ODS's
+    etl_deleted_ts column (nullable, no default: a catalog change on both targets).  The key scan's own seconds
+    (in the manifest) become the step ``key_scan`` (part of ``extract``)."""
+    from bench.measure import environment
+    from cbm_luigi.pipeline.extract import Manifest, extract_dir
+
+    with environment(env):
+        _register(table.name, delete_detection=True, delete_scan=True)
+    scanned = luigi(KEYSCAN, "incremental", "bench-inc-keys")
+    try:
+        manifest = Manifest.read(extract_dir(Path(env["CBM_CACHE_DIR"]), table.name, "bench-inc-keys", "incremental"))
+    except (OSError, ValueError) as exc:
+        res.checks.append(f"{KEYSCAN}: no manifest ({exc})")
+        return
+    scanned.steps["key_scan"] = manifest.key_seconds
+    if manifest.key_rows != table.rows or scanned.rows != 0:
+        res.checks.append(f"{KEYSCAN}: {manifest.key_rows} keys scanned / {scanned.rows} rows merged, expected "
+                          f"{table.rows} / 0")
 
 
 def _figures(args: argparse.Namespace, table: Any, big: Any, raw: dict[str, Any], results: list[TargetResult],
@@ -252,12 +279,14 @@ def _figures(args: argparse.Namespace, table: Any, big: Any, raw: dict[str, Any]
                 "steps": r.steps, "log_rows": r.log_rows, "returncode": r.returncode,
                 "cpu_seconds": round(r.cpu_seconds, 2),
             })
-        full, nochange, changed, scaled = (res.run(x) for x in (FULL, NOCHANGE, CHANGE, BIG))
+        full, nochange, changed, scaled, keyscan = (res.run(x) for x in (FULL, NOCHANGE, CHANGE, BIG, KEYSCAN))
         ratios = {
             "full_over_raw": full.seconds / raw1.seconds if full else None,
             "memory_scaled_over_1x": scaled.max_rss_mb / full.max_rss_mb if scaled and full else None,
             "nochange_over_full": nochange.seconds / full.seconds if nochange and full else None,
             "change_over_full": changed.seconds / full.seconds if changed and full else None,
+            "keyscan_over_full": keyscan.seconds / full.seconds if keyscan and full else None,
+            "keyscan_over_nochange": keyscan.seconds / nochange.seconds if keyscan and nochange else None,
         }
         from cbm_luigi.config.secrets import redact
 
@@ -286,9 +315,10 @@ def _print(f: dict[str, Any]) -> None:
             steps = run["steps"]
             rows.append((kind, run["run"], _fmt(run["rows"], ","), _fmt(run["seconds"], ".2f"),
                          _fmt(run["cpu_seconds"], ".1f"), _fmt(run["rows_per_s"]), _fmt(run["peak_rss_mb"]),
-                         *(_fmt(steps.get(s), ".2f") for s in ("extract", "transform", "load_staging", "merge_ods"))))
-    print_table(("target", "run", "rows", "seconds", "cpu s", "rows/s", "peak RSS MB", "extract s", "transform s",
-                 "staging s", "merge s"), rows)
+                         *(_fmt(steps.get(s), ".2f")
+                           for s in ("extract", "key_scan", "transform", "load_staging", "merge_ods"))))
+    print_table(("target", "run", "rows", "seconds", "cpu s", "rows/s", "peak RSS MB", "extract s", "key scan s",
+                 "transform s", "staging s", "merge s"), rows)
     print()
     names = list(f["targets"])
     ratio_rows = []
@@ -298,6 +328,8 @@ def _print(f: dict[str, Any]) -> None:
         ("nochange_over_full", "no-change incremental / full", f"< {TARGETS['nochange']:.0%}", ".0%"),
         ("change_over_full", f"{f['changed_fraction']:.0%} changed incremental / full",
          f"< {TARGETS['change']:.0%}", ".0%"),
+        ("keyscan_over_full", "incremental + key scan / full", "-", ".0%"),
+        ("keyscan_over_nochange", "incremental + key scan / no-change incremental", "-", ".2f"),
     ):
         cells = []
         for n in names:

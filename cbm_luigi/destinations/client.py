@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.destinations.errors import connection_error
 from cbm_luigi.destinations.locking import target_lock
+from cbm_luigi.destinations.type_changes import TypeChange, holds, type_family, widened_type
 from cbm_luigi.destinations.types import ColumnDef, decimal_would_round, needs_widening
 from cbm_luigi.errors import CbmError, DataError, TargetError, TransientTargetError
 
@@ -139,19 +140,45 @@ class Target:
         return conn.fetchall(self.dialect.existing_columns_sql(), params)
 
     def ensure_table(self, conn: Connection, schema: str, table: str, columns: Sequence[ColumnDef],
-                     primary_key: Sequence[str] = ()) -> list[str]:
-        """Create the table if missing; add columns that are missing (schema drift).  Returns added names."""
+                     primary_key: Sequence[str] = (), *, type_change_policy: str | None = None,
+                     type_changes: list[TypeChange] | None = None) -> list[str]:
+        """Create the table if missing; add columns that are missing (schema drift).  Returns added names.
+
+        A column whose type family changed (config.ETL_Columns after ``sync-columns``, destinations/type_changes.py)
+        follows ``type_change_policy`` (the table's TypeChangePolicy, for ods and hist tables): ``refuse`` raises
+        a DataError naming it before any DDL; ``widen`` alters it to a type that holds both (or keeps it when it
+        already does), logs a warning and appends the change to ``type_changes`` for the caller's run log.
+        Staging (``stg``) is emptied and altered to the wanted type, whatever the policy.  Without a policy (the
+        metadata tables) only text wanted where the column is typed is refused, as before.
+        """
         existing = {str(r[0]).lower(): r for r in self.existing_column_types(conn, schema, table)}
         if not existing:
             conn.execute(self.dialect.create_table_sql(schema, table, columns, primary_key))
             return []
         keys = {k.lower() for k in primary_key}
+        changed: dict[str, TypeChange] = {}
+        if type_change_policy is not None or schema == "stg":
+            changed = self._type_changes(schema, table, columns, existing, keys)
+            if schema != "stg":
+                refuse_type_changes(list(changed.values()), type_change_policy or "refuse", primary_key)
         added, widened = [], []
         for col in columns:
             info = existing.get(col.name.lower())
+            change = changed.get(col.name.lower())
             if info is None:
                 conn.execute(self.dialect.add_column_sql(schema, table, ColumnDef(col.name, col.type, True)))
                 added.append(col.name)
+            elif change is not None and schema == "stg":  # emptied before every load: empty it, alter it
+                conn.execute(self.dialect.truncate_sql(schema, table))
+                conn.execute(self.dialect.convert_column_type_sql(schema, table, ColumnDef(col.name, col.type)))
+                widened.append(f"{col.name} -> {col.type}")
+            elif change is not None:
+                if change.alter and change.widened_to:
+                    conn.execute(self.dialect.convert_column_type_sql(
+                        schema, table, ColumnDef(col.name, change.widened_to, True)))
+                log.warning("%s", change.warning())
+                if type_changes is not None:
+                    type_changes.append(change)
             elif _text_into_typed(col.type, str(info[1])) and schema != "stg":  # stg: altered below (emptied)
                 raise DataError(
                     f"{schema}.{table}.{col.name} is {info[1]} but config.ETL_Columns now gives it text "
@@ -182,5 +209,47 @@ class Target:
                         ", ".join(widened))
         return added
 
+    def _type_changes(self, schema: str, table: str, columns: Sequence[ColumnDef],
+                      existing: Mapping[str, tuple[Any, ...]], keys: set[str]) -> dict[str, TypeChange]:
+        """The wanted columns whose type family differs from the existing one's, with the type that holds both."""
+        out = {}
+        for col in columns:
+            info = existing.get(col.name.lower())
+            old_family, new_family = type_family(info[1]) if info else None, type_family(col.type)
+            if info is None or old_family is None or new_family is None or old_family == new_family:
+                continue
+            widened, why = widened_type(self.dialect, old_family, info, new_family, col.type)
+            if col.name.lower() in keys:
+                widened, why = None, ("it is part of the primary key, which is never altered in place (DuckDB and "
+                                      "SQL Server refuse it)")
+            out[col.name.lower()] = TypeChange(
+                schema, table, col.name, str(info[1]), old_family, col.type, new_family, widened,
+                alter=widened is not None and not holds(info, old_family, widened), reason=why)
+        return out
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def refuse_type_changes(changes: Sequence[TypeChange], policy: str, primary_key: Sequence[str]) -> None:
+    """Raise a DataError for the first type change the policy does not let through (``refuse``: every one;
+    ``widen``: those with no type that holds both), naming the column, both types, the policy and the fix."""
+    refused = [c for c in changes if policy != "widen" or c.widened_to is None]
+    if not refused:
+        return
+    c = refused[0]
+    also = "; also changed: " + ", ".join(f"{o.column} {o.describe()}" for o in refused[1:]) if refused[1:] else ""
+    head = (f"{c.qualified} is {c.old_type} but config.ETL_Columns now gives it {c.new_family} ({c.new_type}): "
+            f"the column changed type in the source ({c.old_family} -> {c.new_family})")
+    own = (f"alter {c.qualified} to {c.widened_to if c.alter else c.new_type} yourself (converting its values), "
+           "or exclude the column (IsExcluded = 1 in config.ETL_Columns), then run again")
+    if c.widened_to is None:
+        raise DataError(f"{head} and no type holds both here: {c.reason}; nothing was merged (TypeChangePolicy "
+                        f"{policy}). Fix: {own}{also}")
+    keys = ",".join(primary_key) or "..."
+    widen = f"widen it to {c.widened_to}" if c.alter else f"keep it as {c.old_type}, which holds both,"
+    raise DataError(
+        f"{head}, and TypeChangePolicy is refuse for table {c.table}: nothing was merged. Fix: let the load {widen} "
+        f"(cbm-etl add-table {c.table} --pk {keys} ... --type-change widen, with the table's other options; "
+        f"docs/OPERATIONS.md 'A column changed type in the source'), or {own}{also}"
+    )

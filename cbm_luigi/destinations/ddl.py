@@ -68,6 +68,12 @@ class DdlSql(TypeMapping):
         return (f"ALTER TABLE {self.qualified(schema, table)} ALTER COLUMN {self.quote(column.name)} "
                 f"TYPE {column.type}")
 
+    def convert_column_type_sql(self, schema: str, table: str, column: ColumnDef) -> str:
+        """Alter a column to a type of another family, its values converted by the database (a type change in the
+        source, docs/OPERATIONS.md); PostgreSQL needs the USING for pairs without an assignment cast."""
+        return (f"{self.alter_column_type_sql(schema, table, column)} "
+                f"USING CAST({self.quote(column.name)} AS {column.type})")
+
     def existing_columns_params(self) -> dict[str, str]:
         return {}
 

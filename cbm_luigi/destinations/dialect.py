@@ -16,16 +16,18 @@ import sqlalchemy as sa
 if TYPE_CHECKING:
     pass
 from cbm_luigi.destinations.errors import ErrorTranslation
+from cbm_luigi.destinations.history import HistorySql
 from cbm_luigi.destinations.merge import MergeSql
 
 log = logging.getLogger(__name__)
 
 
-class Dialect(MergeSql, ErrorTranslation):
+class Dialect(HistorySql, MergeSql, ErrorTranslation):
     """ANSI-flavoured defaults shared by PostgreSQL and DuckDB; subclasses override what differs.
 
     Composed by role, one file each: :class:`TypeMapping` (types.py), :class:`DdlSql` (ddl.py),
-    :class:`StagingSql` (staging.py), :class:`MergeSql` (merge.py), :class:`ErrorTranslation` (errors.py).
+    :class:`StagingSql` (staging.py), :class:`MergeSql` (merge.py), :class:`HistorySql` (history.py: SCD2
+    versions of dimensions), :class:`ErrorTranslation` (errors.py).
     What stays here are the capabilities business code asks about instead of the dialect's name.
     """
 

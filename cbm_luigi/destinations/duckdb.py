@@ -94,6 +94,14 @@ class DuckDBDialect(Dialect):
         self.limit_memory(conn)
         return conn.execute(self.insert_from_parquet_sql(spec, columns), {"files": [str(f) for f in files]})
 
+    def load_keys(self, conn: Connection, spec: TableSpec, files: Sequence[Path]) -> int:
+        """The key scan's parquet files read by DuckDB itself, in the caller's transaction."""
+        if not files:
+            return 0
+        cols = ", ".join(self.quote(k) for k in spec.primary_key)
+        return conn.execute(f"INSERT INTO {self.qualified('stg', self.keys_table(spec))} ({cols}) "
+                            f"SELECT {cols} FROM read_parquet(:files)", {"files": [str(f) for f in files]})
+
     # -- merge: DuckDB updates wide rows slowly (an UPDATE of 300 columns rewrites every column); replacing the
     # changed rows (DELETE, then INSERT with the new ones) gives the same ODS 3x faster (docs/PERFORMANCE.md).
     def delete_changed_sql(self, spec: TableSpec) -> str:
@@ -109,7 +117,7 @@ class DuckDBDialect(Dialect):
         memory_limit that the plain INSERT kept to).
         """
         q = self.quote
-        cols = [*(c.sql_name for c in spec.loaded_columns), HASHDIFF, TS_SOURCE, LOAD_TS]
+        cols = [*(c.sql_name for c in spec.stored_columns), HASHDIFF, TS_SOURCE, LOAD_TS]
         ods = self.qualified("ods", spec.sql_name)
         sql = (f"INSERT INTO {ods} ({', '.join(q(c) for c in cols)}, {q(ETL_BATCH)})\n"
                f"SELECT {', '.join('s.' + q(c) for c in cols)}, :batch\n"
@@ -146,7 +154,7 @@ class DuckDBDialect(Dialect):
         return MergeCounts(staged=staged, inserted=inserted, updated=updated)
 
     def _replaceable(self, conn: Connection, spec: TableSpec) -> bool:
-        written = {c.sql_name.lower() for c in spec.loaded_columns} | {HASHDIFF, TS_SOURCE, LOAD_TS, ETL_BATCH}
+        written = {c.sql_name.lower() for c in spec.stored_columns} | {HASHDIFF, TS_SOURCE, LOAD_TS, ETL_BATCH}
         if spec.delete_detection:  # a replaced row is in the source: inserted with etl_deleted_ts NULL, as wanted
             written.add(ETL_DELETED)
         params = {"schema": "ods", "table": spec.sql_name, **self.existing_columns_params()}

@@ -27,9 +27,12 @@ class MergeCounts:
     staged: int
     inserted: int
     updated: int
-    deleted: int = 0  # ODS rows marked deleted (delete detection, full extracts)
+    deleted: int = 0  # ODS rows marked deleted (delete detection: full extracts, key scans)
     #: the batch was already merged (by another run of it): nothing was merged, the counts are 0
     already_loaded: bool = False
+    #: versions of hist.<table> opened and closed (tables with KeepHistory; docs/OPERATIONS.md, SCD2)
+    history_opened: int = 0
+    history_closed: int = 0
 
     @property
     def unchanged(self) -> int:
@@ -44,22 +47,27 @@ class MergeSql(StagingSql):
         return (f"SELECT COUNT(*) FROM {self.qualified('ods', spec.sql_name)} o "
                 f"WHERE o.{self.quote(ETL_DELETED)} IS NULL")
 
-    def count_deletions_sql(self, spec: TableSpec) -> str:
-        """Active ODS rows whose key is not in staging (the full extract)."""
+    # ``keys``: the stg table listing the source's keys: staging itself (a full extract; the default) or the key
+    # scan of an incremental run with DeleteScan (:meth:`keys_table`)
+    def count_deletions_sql(self, spec: TableSpec, keys: str | None = None) -> str:
+        """Active ODS rows whose key is not in staging (the full extract) or in the key scan."""
         return (f"{self.count_active_sql(spec)} AND NOT EXISTS "
-                f"(SELECT 1 FROM {self.qualified('stg', spec.sql_name)} s WHERE {self._key_join(spec, 's', 'o')})")
+                f"(SELECT 1 FROM {self.qualified('stg', keys or spec.sql_name)} s "
+                f"WHERE {self._key_join(spec, 's', 'o')})")
 
-    def soft_delete_sql(self, spec: TableSpec) -> str:
-        """Mark (``:ts``) the active ODS rows whose key is not in staging; rows are never removed."""
+    def soft_delete_sql(self, spec: TableSpec, keys: str | None = None) -> str:
+        """Mark (``:ts``) the active ODS rows whose key is not in staging (or the key scan); never removed."""
         d = self.quote(ETL_DELETED)
         return (f"UPDATE {self.qualified('ods', spec.sql_name)} AS o SET {d} = :ts WHERE o.{d} IS NULL AND NOT EXISTS "
-                f"(SELECT 1 FROM {self.qualified('stg', spec.sql_name)} s WHERE {self._key_join(spec, 's', 'o')})")
+                f"(SELECT 1 FROM {self.qualified('stg', keys or spec.sql_name)} s "
+                f"WHERE {self._key_join(spec, 's', 'o')})")
 
-    def revive_sql(self, spec: TableSpec) -> str:
-        """Rows marked deleted whose key is back in the source."""
+    def revive_sql(self, spec: TableSpec, keys: str | None = None) -> str:
+        """Rows marked deleted whose key is back in the source (in staging, or in the key scan)."""
         d = self.quote(ETL_DELETED)
         return (f"UPDATE {self.qualified('ods', spec.sql_name)} AS o SET {d} = NULL WHERE o.{d} IS NOT NULL AND EXISTS "
-                f"(SELECT 1 FROM {self.qualified('stg', spec.sql_name)} s WHERE {self._key_join(spec, 's', 'o')})")
+                f"(SELECT 1 FROM {self.qualified('stg', keys or spec.sql_name)} s "
+                f"WHERE {self._key_join(spec, 's', 'o')})")
 
     # -- merge ------------------------------------------------------------------------------------------------
     def _key_join(self, spec: TableSpec, left: str, right: str) -> str:
@@ -81,7 +89,7 @@ class MergeSql(StagingSql):
         """
         q = self.quote
         pk = set(spec.primary_key)
-        data_cols = [c.sql_name for c in spec.loaded_columns] + [HASHDIFF, TS_SOURCE, LOAD_TS]
+        data_cols = [c.sql_name for c in spec.stored_columns] + [HASHDIFF, TS_SOURCE, LOAD_TS]
         sets = ",\n        ".join(f"{q(c)} = s.{q(c)}" for c in data_cols if c not in pk)
         sets += f",\n        {q(ETL_BATCH)} = :batch"
         ins_cols = ", ".join(q(c) for c in [*data_cols, ETL_BATCH])

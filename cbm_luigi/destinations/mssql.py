@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from cbm_luigi.destinations.client import Connection
 from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.destinations.errors import error_context
+from cbm_luigi.destinations.history import HIST
 from cbm_luigi.destinations.merge import MergeCounts
 from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.errors import CbmError, ConfigError, DataError, TargetError, TransientTargetError
@@ -64,6 +65,7 @@ from cbm_luigi.model.types import (
     FLOAT,
     HASHDIFF,
     INTEGER,
+    IS_CURRENT,
     LOAD_TS,
     STRING,
     TIMESTAMP,
@@ -253,17 +255,45 @@ class MssqlDialect(Dialect):
         return (f"ALTER TABLE {self.qualified(schema, table)} ALTER COLUMN {self.quote(column.name)} "
                 f"{column.type} NULL")
 
-    def soft_delete_sql(self, spec: TableSpec) -> str:
+    def convert_column_type_sql(self, schema: str, table: str, column: ColumnDef) -> str:
+        # ALTER COLUMN converts the values itself (int -> decimal/nvarchar, date -> datetime2, bit -> nvarchar)
+        return self.alter_column_type_sql(schema, table, column)
+
+    def soft_delete_sql(self, spec: TableSpec, keys: str | None = None) -> str:
         d = self.quote(ETL_DELETED)
         return (f"UPDATE o SET o.{d} = :ts FROM {self.qualified('ods', spec.sql_name)} AS o WITH (HOLDLOCK) "
-                f"WHERE o.{d} IS NULL AND NOT EXISTS (SELECT 1 FROM {self.qualified('stg', spec.sql_name)} AS s "
-                f"WHERE {self._key_join(spec, 's', 'o')})")
+                f"WHERE o.{d} IS NULL AND NOT EXISTS (SELECT 1 FROM {self.qualified('stg', keys or spec.sql_name)} "
+                f"AS s WHERE {self._key_join(spec, 's', 'o')})")
 
-    def revive_sql(self, spec: TableSpec) -> str:
+    def revive_sql(self, spec: TableSpec, keys: str | None = None) -> str:
         d = self.quote(ETL_DELETED)
         return (f"UPDATE o SET o.{d} = NULL FROM {self.qualified('ods', spec.sql_name)} AS o "
-                f"WHERE o.{d} IS NOT NULL AND EXISTS (SELECT 1 FROM {self.qualified('stg', spec.sql_name)} AS s "
-                f"WHERE {self._key_join(spec, 's', 'o')})")
+                f"WHERE o.{d} IS NOT NULL AND EXISTS (SELECT 1 FROM {self.qualified('stg', keys or spec.sql_name)} "
+                f"AS s WHERE {self._key_join(spec, 's', 'o')})")
+
+    # -- SCD2 history (hist.<table>): UPDATE alias SET ... FROM, BIT 1/0, a filtered unique index ------------
+    def false_sql(self) -> str:
+        return "0"
+
+    def close_changed_sql(self, spec: TableSpec) -> str:
+        h = self.quote(HASHDIFF)
+        return (f"UPDATE h SET {self._close_set('h')}\nFROM {self.qualified(HIST, spec.sql_name)} AS h\n"
+                f"WHERE {self._is_current('h')} AND EXISTS (SELECT 1 FROM {self.qualified('stg', spec.sql_name)} "
+                f"AS s WHERE {self._key_join(spec, 's', 'h')} AND s.{h} <> h.{h})")
+
+    def close_deleted_sql(self, spec: TableSpec) -> str:
+        return (f"UPDATE h SET {self._close_set('h')}\nFROM {self.qualified(HIST, spec.sql_name)} AS h\n"
+                f"WHERE {self._is_current('h')} AND EXISTS (SELECT 1 FROM {self.qualified('ods', spec.sql_name)} "
+                f"AS o WHERE {self._key_join(spec, 'o', 'h')} AND o.{self.quote(ETL_DELETED)} IS NOT NULL)")
+
+    def current_version_index_sql(self, spec: TableSpec) -> str:
+        name = self.constraint_name("UX", HIST, f"{spec.sql_name}_current")
+        target = self.qualified(HIST, spec.sql_name)
+        keys = ", ".join(self.quote(k) for k in spec.primary_key)
+        return (f"IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE [name] = {literal(name)} "
+                f"AND [object_id] = OBJECT_ID({literal(target)}))\n"
+                f"CREATE UNIQUE NONCLUSTERED INDEX {self.quote(name)} ON {target} ({keys}) "
+                f"WHERE {self.quote(IS_CURRENT)} = 1")
 
     # -- monitoring views: the shared definitions of monitoring_views(Dialect), with T-SQL time functions -------
     def now_sql(self) -> str:
@@ -315,7 +345,7 @@ class MssqlDialect(Dialect):
         wanted = set(columns)
         strings: dict[str, tuple[str, int]] = {}  # column -> (sql type, max characters)
         decimals: dict[str, tuple[str, int]] = {}  # column -> (sql type, max integer digits)
-        for c in spec.loaded_columns:
+        for c in spec.stored_columns:
             if c.sql_name not in wanted:
                 continue
             t = self.spec_column_type(c)
@@ -373,6 +403,25 @@ class MssqlDialect(Dialect):
                  time.perf_counter() - started)
         return rows
 
+    def insert_keys_pyodbc_sql(self, spec: TableSpec) -> str:
+        cols = ", ".join(self.quote(k) for k in spec.primary_key)
+        marks = ", ".join("?" for _ in spec.primary_key)
+        return f"INSERT INTO {self.qualified('stg', self.keys_table(spec))} ({cols}) VALUES ({marks})"
+
+    def load_keys(self, conn: Connection, spec: TableSpec, files: Sequence[Path]) -> int:
+        """The key scan into ``stg.<table>__keys`` in the step's transaction: pyodbc with chunked
+        ``fast_executemany``; mssql-python with the portable executemany (keys are narrow)."""
+        if self.driver != "pyodbc":
+            return super().load_keys(conn, spec, files)
+        keys = list(spec.primary_key)
+        types = self._staging_types(spec, keys)
+        cursor = conn.driver_connection.cursor()
+        try:
+            return executemany_parquet(cursor, self.insert_keys_pyodbc_sql(spec), files, keys,
+                                       [_input_size(t) for t in types], self.executemany_chunk_rows(types))
+        finally:
+            cursor.close()
+
     def bulk_load_staging(self, target: Target, spec: TableSpec, files: Sequence[Path],
                           columns: Sequence[str]) -> int:
         """mssql-python: bulk copy the parquet files into the (committed, empty) staging heap with TABLOCK."""
@@ -426,7 +475,7 @@ class MssqlDialect(Dialect):
         """
         q = self.quote
         pk = set(spec.primary_key)
-        data_cols = [c.sql_name for c in spec.loaded_columns] + [HASHDIFF, TS_SOURCE, LOAD_TS]
+        data_cols = [c.sql_name for c in spec.stored_columns] + [HASHDIFF, TS_SOURCE, LOAD_TS]
         sets = ",\n        ".join(f"{q(c)} = s.{q(c)}" for c in data_cols if c not in pk)
         sets += f",\n        {q(ETL_BATCH)} = :batch"
         ins_cols = ", ".join(q(c) for c in [*data_cols, ETL_BATCH])
@@ -640,7 +689,7 @@ def role_statements(role: str = ROLE, deploy_role: str = DEPLOY_ROLE) -> list[st
     """The least-privilege roles: ``cbm_etl`` runs the loads, ``cbm_etl_deploy`` may also run ``cbm-etl init-db``.
 
     Everything the pipeline does, and nothing more: read and write the config and etl tables; create, alter
-    (ADD column, TRUNCATE) and load the stg and ods tables it creates; MERGE into ods.  Bulk copy (the TDS
+    (ADD column, TRUNCATE) and load the stg and ods tables it creates; MERGE into ods; version hist (SCD2).  Bulk copy (the TDS
     bulk-load protocol used by bcp, SqlBulkCopy and mssql-python) needs INSERT and SELECT on the table, plus ALTER
     since the load does not check constraints (staging has none) - not ADMINISTER BULK OPERATIONS, which is for
     BULK INSERT / OPENROWSET(BULK) reading files on the server.
@@ -657,6 +706,7 @@ def role_statements(role: str = ROLE, deploy_role: str = DEPLOY_ROLE) -> list[st
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON SCHEMA::[etl] TO {r}",
         f"GRANT SELECT, INSERT, ALTER ON SCHEMA::[stg] TO {r}",
         f"GRANT SELECT, INSERT, UPDATE, ALTER ON SCHEMA::[ods] TO {r}",
+        f"GRANT SELECT, INSERT, UPDATE, ALTER ON SCHEMA::[hist] TO {r}",
         f"ALTER ROLE {r} ADD MEMBER {dr}",
         f"GRANT CREATE VIEW TO {dr}",
         f"GRANT ALTER ON SCHEMA::[config] TO {dr}",

@@ -19,9 +19,11 @@ import pyarrow.parquet as pq
 
 from cbm_luigi.destinations.client import Connection
 from cbm_luigi.destinations.dialect import Dialect
+from cbm_luigi.destinations.history import HIST
 from cbm_luigi.destinations.types import ColumnDef
 from cbm_luigi.model.binary import hex_text
 from cbm_luigi.model.specs import TableSpec
+from cbm_luigi.model.types import IS_CURRENT
 
 #: rows wider than this are toasted; 8160 is the largest value PostgreSQL accepts (a heap page holds one such row)
 TOAST_TUPLE_TARGET = 8160
@@ -46,9 +48,17 @@ class PostgresDialect(Dialect):
     def create_table_sql(self, schema: str, table: str, columns: Sequence[ColumnDef],
                          primary_key: Sequence[str] = ()) -> str:
         sql = super().create_table_sql(schema, table, columns, primary_key)
-        if schema in ("stg", "ods"):
+        if schema in ("stg", "ods", HIST):
             sql += f" WITH (toast_tuple_target = {TOAST_TUPLE_TARGET})"
         return sql
+
+    def current_version_index_sql(self, spec: TableSpec) -> str:
+        # index names share the schema's namespace with its tables (hence "__"), at most 63 bytes (the server
+        # would cut a longer one)
+        name = self.quote(f"{spec.sql_name[:54]}__current")
+        keys = ", ".join(self.quote(k) for k in spec.primary_key)
+        return (f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {self.qualified(HIST, spec.sql_name)} ({keys}) "
+                f"WHERE {self.quote(IS_CURRENT)}")
 
     def copy_sql(self, spec: TableSpec, columns: Sequence[str]) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
@@ -66,6 +76,21 @@ class PostgresDialect(Dialect):
         try:
             for path in files:
                 for batch in pq.ParquetFile(path).iter_batches(columns=list(columns), batch_size=10_000):
+                    stream.write(stream.encode(batch))
+        except BaseException as exc:
+            stream.abort(exc)
+            raise
+        return stream.close()
+
+    def load_keys(self, conn: Connection, spec: TableSpec, files: Sequence[Path]) -> int:
+        """The key scan's parquet files COPYed into the keys table, in the caller's transaction."""
+        cols = list(spec.primary_key)
+        sql = (f"COPY {self.qualified('stg', self.keys_table(spec))} ({', '.join(self.quote(c) for c in cols)}) "
+               "FROM STDIN WITH (FORMAT csv)")
+        stream = CopyStream(conn, sql, cols)
+        try:
+            for path in files:
+                for batch in pq.ParquetFile(path).iter_batches(columns=cols, batch_size=100_000):
                     stream.write(stream.encode(batch))
         except BaseException as exc:
             stream.abort(exc)

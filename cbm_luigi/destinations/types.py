@@ -150,12 +150,12 @@ class TypeMapping:
         return cols
 
     def staging_columns(self, spec: TableSpec) -> list[ColumnDef]:
-        return [ColumnDef(c.sql_name, self.spec_column_type(c)) for c in spec.loaded_columns] + \
+        return [ColumnDef(c.sql_name, self.spec_column_type(c)) for c in spec.stored_columns] + \
             self.technical_columns(with_batch=False)
 
     def ods_columns(self, spec: TableSpec) -> list[ColumnDef]:
         pk = set(spec.primary_key)
-        cols = [ColumnDef(c.sql_name, self.spec_column_type(c), c.sql_name not in pk) for c in spec.loaded_columns]
+        cols = [ColumnDef(c.sql_name, self.spec_column_type(c), c.sql_name not in pk) for c in spec.stored_columns]
         cols += self.technical_columns(with_batch=True)
         if spec.delete_detection:
             cols.append(ColumnDef(ETL_DELETED, self.column_type(TIMESTAMP), True))

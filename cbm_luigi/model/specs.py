@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from cbm_luigi.errors import MetadataError
+from cbm_luigi.model.types import (
+    ETL_BATCH,
+    ETL_DELETED,
+    HASHDIFF,
+    INTEGER,
+    LOAD_TS,
+    STRING,
+    TIMESTAMP_TZ,
+    TS_SOURCE,
+)
 
 if TYPE_CHECKING:
     pass
@@ -111,10 +122,18 @@ class TableSpec:
         """Columns that are extracted and loaded (not excluded), in source order."""
         return tuple(c for c in self.columns if not c.is_excluded)
 
+    @cached_property
+    def stored_columns(self) -> tuple[ColumnSpec, ...]:
+        """The business columns of staging and the ODS, in order: :attr:`loaded_columns` as the source gives them,
+        except an extent column split into ``<col>_1`` .. ``<col>_n`` (``split_extents``; text elements) or kept
+        as its ``;``-joined text, and a DATETIME-TZ column followed by ``<col>_tz_offset`` (minutes east of UTC).
+        Raises MetadataError naming the clash and the fix when a derived name is already taken."""
+        return stored_columns(self.table_name, self.columns, self.split_extents)
+
     @property
     def business_columns(self) -> tuple[str, ...]:
-        """SQL names of the hashed business columns."""
-        return tuple(c.sql_name for c in self.loaded_columns)
+        """SQL names of the hashed business columns (the stored ones)."""
+        return tuple(c.sql_name for c in self.stored_columns)
 
     @property
     def is_incremental_capable(self) -> bool:
@@ -125,7 +144,63 @@ class TableSpec:
         for c in self.columns:
             if c.sql_name == sql_name:
                 return c
+        for c in self.stored_columns:  # an extent element (qty_2) or a DATETIME-TZ offset column
+            if c.sql_name == sql_name:
+                return c
         raise MetadataError(f"table {self.table_name}: no column {sql_name!r}")
+
+
+#: suffix of the column holding a DATETIME-TZ value's offset from UTC, in minutes (docs/OPERATIONS.md)
+TZ_OFFSET_SUFFIX = "_tz_offset"
+
+
+def extent_element_name(sql_name: str, index: int) -> str:
+    """The SQL name of element ``index`` (1-based) of a split extent column: ``qty`` -> ``qty_1``."""
+    return f"{sql_name}_{index}"
+
+
+def stored_columns(table: str, columns: tuple[ColumnSpec, ...], split_extents: bool) -> tuple[ColumnSpec, ...]:
+    """See :attr:`TableSpec.stored_columns`.  Excluded columns are left out; a name clash (a derived name equal
+    to another column's SqlName, or to a technical column) is refused, naming both and the fix."""
+    out: list[ColumnSpec] = []
+    derived: dict[str, str] = {}  # derived sql name -> source column it comes from
+    for c in columns:
+        if c.is_excluded:
+            continue
+        if c.extent > 0 and split_extents:
+            for i in range(1, c.extent + 1):
+                name = extent_element_name(c.sql_name, i)
+                derived[name] = c.column_name
+                out.append(replace(c, column_name=f"{c.column_name}[{i}]", sql_name=name, logical_type=STRING,
+                                   precision=None, scale=None, nullable=True, extent=0))
+        elif c.extent > 0:  # one ';'-joined text, whatever the element type
+            out.append(replace(c, logical_type=STRING, precision=None, scale=None) if c.logical_type != STRING
+                       else c)
+        elif c.logical_type == TIMESTAMP_TZ:
+            name = c.sql_name + TZ_OFFSET_SUFFIX
+            derived[name] = c.column_name
+            out.extend((c, ColumnSpec(column_name=c.column_name + TZ_OFFSET_SUFFIX, sql_name=name,
+                                      logical_type=INTEGER, source_type="offset minutes", nullable=c.nullable,
+                                      position=c.position)))
+        else:
+            out.append(c)
+    taken = {c.sql_name.lower(): c.column_name for c in columns}
+    taken.update({t: f"the technical column {t}" for t in (HASHDIFF, TS_SOURCE, LOAD_TS, ETL_BATCH, ETL_DELETED)})
+    seen: set[str] = set()
+    for name, origin in derived.items():
+        other = taken.get(name.lower())
+        if other is None and name.lower() not in seen:
+            seen.add(name.lower())
+            continue
+        what = (f"extent element {name} of {origin}" if not name.endswith(TZ_OFFSET_SUFFIX)
+                else f"the offset column {name} of the DATETIME-TZ column {origin}")
+        fix = ("set another SqlName for that column in config.ETL_Columns, or exclude it (IsExcluded = 1)"
+               if other is not None and not other.startswith("the technical") else "rename the source column")
+        if not name.endswith(TZ_OFFSET_SUFFIX):
+            fix += f", or load {origin} as one text (cbm-etl add-table {table} ... without --split-extents)"
+        raise MetadataError(f"table {table}: {what} would clash with {other or 'another derived column'} "
+                            f"(SQL name {name}): {fix}")
+    return tuple(out)
 
 
 # --- neutral description of the metadata tables ----------------------------------------------------------------

@@ -24,3 +24,9 @@ HASHDIFF, TS_SOURCE, LOAD_TS, ETL_BATCH = "hashdiff", "ts_source", "load_ts", "e
 
 #: ODS technical column of tables with delete detection: when the row's key left the source (NULL: present)
 ETL_DELETED = "etl_deleted_ts"
+
+
+#: Technical columns of the SCD2 history of a dimension (``hist.<table>``, TableSpec.keep_history): the source
+#: clock of the batch that opened the version, of the one that closed it (NULL while current), and the flag of
+#: the one current version of a key
+VALID_FROM, VALID_TO, IS_CURRENT = "valid_from", "valid_to", "is_current"

@@ -47,7 +47,7 @@ from cbm_luigi.model.types import BINARY, STRING
 from cbm_luigi.ops import reports
 from cbm_luigi.ops.validation import source_batches
 from cbm_luigi.pipeline import transform
-from cbm_luigi.pipeline.extract import MANIFEST, Manifest, source_schema, table_cache_dir
+from cbm_luigi.pipeline.extract import MANIFEST, Manifest, stored_schema, table_cache_dir
 from cbm_luigi.pipeline.sources import open_source
 from cbm_luigi.store.config_tables import MetadataStore
 
@@ -157,7 +157,7 @@ def spool_source(spec: TableSpec, settings: Settings, out_dir: Path, min_date: A
             if writer is not None:
                 writer.close()
     if writer is None:
-        schema = transform.clean_batch(pa.RecordBatch.from_pylist([], schema=source_schema(spec)),
+        schema = transform.clean_batch(pa.RecordBatch.from_pylist([], schema=stored_schema(spec)),
                                        min_date=min_date, max_date=max_date)[0].schema
         pq.write_table(pa.Table.from_pylist([], schema=schema), path)
     return path, rows
@@ -265,7 +265,7 @@ def profile_table(table: str, *, from_source: bool = False, width_warn_pct: floa
     started = time.perf_counter()
     profiled_at = datetime.now().replace(microsecond=0)
     extracts = [] if from_source else find_extracts(s.cache_dir, spec, mode="full")
-    known = {c.sql_name for c in spec.columns}
+    known = {c.sql_name for c in (*spec.columns, *spec.stored_columns)}
     extracts = [(d, m) for d, m in extracts if set(m.columns) <= known]
     if extracts:
         folder, manifest = extracts[0]

@@ -56,8 +56,8 @@ from cbm_luigi.model.naming import quote_ident as _dq
 from cbm_luigi.model.specs import TABLE_FILTERS, TableSpec
 from cbm_luigi.model.types import DECIMAL, HASHDIFF
 from cbm_luigi.ops import reports
-from cbm_luigi.pipeline import transform
-from cbm_luigi.pipeline.extract import source_schema
+from cbm_luigi.pipeline import openedge, transform
+from cbm_luigi.pipeline.extract import source_schema, stored_schema
 from cbm_luigi.pipeline.sources import Source, open_source
 from cbm_luigi.pipeline.sources.flavors import Window
 from cbm_luigi.store import runlog
@@ -208,7 +208,8 @@ def source_batches(spec: TableSpec, source: Source, *, batch_rows: int, min_date
             rb = pa.RecordBatch.from_arrays(
                 [decimal_text_canonical(a, spec.table_name, f.name) if spec_decimal(spec, f.name) else a
                  for a, f in zip(rb.columns, rb.schema, strict=True)], schema=rb.schema)
-        cleaned, _ = transform.clean_batch(rb, min_date=min_date, max_date=max_date)
+        # as the extract does: extent elements split, a DATETIME-TZ as instant + offset (ods/stored_columns)
+        cleaned, _ = transform.clean_batch(openedge.reshape_batch(rb, spec), min_date=min_date, max_date=max_date)
         yield cleaned
 
 
@@ -285,7 +286,7 @@ def ods_batches(target: Target, spec: TableSpec, *, batch_rows: int, soft_delete
         else:
             sql += f" WHERE ({d.quote(soft_delete)} IS NULL OR {d.quote(soft_delete)} = :not_deleted)"
             params["not_deleted"] = False
-    schema = source_schema(spec).append(pa.field(HASHDIFF, pa.string()))
+    schema = stored_schema(spec).append(pa.field(HASHDIFF, pa.string()))
     with target.begin() as conn:
         log.debug("SQL: %s", sql)
         result = conn.sa.execution_options(stream_results=True, yield_per=batch_rows).execute(sa.text(sql), params)

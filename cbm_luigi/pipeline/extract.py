@@ -1,7 +1,8 @@
 """Extraction: source SELECT -> Arrow record batches -> transform -> snappy parquet files + manifest.
 
 Reads the table spec and the source; writes ``<cache>/<table>/<batch>__<mode>/`` holding ``part-NNNNN.parquet``
-files and ``_manifest.json``.  Everything is written into a temporary sibling directory and renamed when
+files (and ``keys-NNNNN.parquet``, the key scan of an incremental run with DeleteScan) and ``_manifest.json``.
+Everything is written into a temporary sibling directory and renamed when
 complete, so a half-written extract never counts as done.  Reading, transforming and writing overlap (a small
 thread pipeline); memory is bounded by a few record batches, whatever the table size.
 """
@@ -17,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from queue import Queue
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cbm_luigi.config.faults import kill_point
-from cbm_luigi.errors import ConfigError, SourceError
+from cbm_luigi.errors import ConfigError, DataError, SourceError
 from cbm_luigi.model.naming import sql_safe
 from cbm_luigi.model.specs import ColumnSpec, TableSpec
 from cbm_luigi.model.types import (
@@ -43,7 +44,7 @@ from cbm_luigi.model.types import (
     TIMESTAMP_TZ,
     UNKNOWN_DECIMAL_SCALE,
 )
-from cbm_luigi.pipeline import transform
+from cbm_luigi.pipeline import openedge, transform
 from cbm_luigi.pipeline.sources import Source
 from cbm_luigi.pipeline.sources.errors import explain as explain_source_error
 from cbm_luigi.pipeline.sources.flavors import Window
@@ -82,7 +83,84 @@ def arrow_type(col: ColumnSpec, max_precision: int = 38) -> pa.DataType:
 
 
 def source_schema(spec: TableSpec) -> pa.Schema:
-    return pa.schema([pa.field(c.sql_name, arrow_type(c)) for c in spec.loaded_columns])
+    """The Arrow schema the source's rows are read into: one field per loaded column.  An extent column (its
+    ';'-joined text) and a DATETIME-TZ column (selected as its text, :meth:`SourceFlavor.column_expression`) are
+    read as strings, then reshaped into :func:`stored_schema` (``pipeline/openedge.py``)."""
+    return pa.schema([pa.field(c.sql_name, pa.string() if c.extent > 0 or c.logical_type == TIMESTAMP_TZ
+                               else arrow_type(c)) for c in spec.loaded_columns])
+
+
+def stored_schema(spec: TableSpec) -> pa.Schema:
+    """The Arrow schema of the business columns in the parquet cache, staging and the ODS (``stored_columns``)."""
+    return pa.schema([pa.field(c.sql_name, arrow_type(c)) for c in spec.stored_columns])
+
+
+def scans_keys(spec: TableSpec, window: Window) -> bool:
+    """True when the extract also reads the source's keys (docs/OPERATIONS.md, "Deletes on incremental runs"):
+    DeleteScan on a table with DeleteDetection, and a window that reads part of the table (a full read lists
+    every key itself)."""
+    return spec.delete_scan and spec.delete_detection and window.since is not None
+
+
+def key_spec(spec: TableSpec) -> TableSpec:
+    """The table reduced to its key columns: the key scan reads, reshapes and cleans them as the extraction does."""
+    return replace(spec, columns=tuple(spec.column(k) for k in spec.primary_key))
+
+
+#: rows per batch of the key scan (at least): a few narrow columns, so far more rows than a data batch
+KEY_BATCH_ROWS = 100_000
+
+
+def scan_keys(spec: TableSpec, source: Source, directory: Path, *, min_date: date, max_date: date,
+              batch_rows: int = KEY_BATCH_ROWS, rows_per_file: int = 1_000_000) -> tuple[list[str], int]:
+    """Read the primary key of every source row the FilterClause keeps into ``keys-NNNNN.parquet`` files under
+    ``directory``; returns (file names, rows).
+
+    Streamed batch by batch (memory bounded by one batch, whatever the table size) and cleaned by the
+    extraction's own rules, so that a key compares equal to the one the ODS holds.  At least one file is written
+    (an empty one carrying the schema when the source holds no row)."""
+    sql, params = source.flavor.select_keys_sql(spec, source.schema)
+    log.debug("%s: key scan %s", spec.table_name, sql)
+    keys = key_spec(spec)
+    schema = source_schema(keys)
+    widths = sql_widths(keys)
+
+    def clean(rb: pa.RecordBatch) -> pa.RecordBatch:
+        shaped = openedge.reshape_batch(rb, keys).select(list(spec.primary_key))
+        cleaned, _ = transform.clean_batch(shaped, min_date=min_date, max_date=max_date, widths=widths,
+                                           truncate_too_wide=spec.width_policy == "truncate")
+        return cleaned
+
+    files: list[str] = []
+    rows = rows_in_file = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        try:
+            for rb in source.read_batches(sql, params, schema, max(batch_rows, 1)):
+                cleaned = clean(rb)
+                if writer is None or rows_in_file >= rows_per_file:
+                    if writer is not None:
+                        writer.close()
+                    files.append(f"keys-{len(files):05d}.parquet")
+                    writer = _parquet_writer(directory / files[-1], cleaned.schema)
+                    rows_in_file = 0
+                writer.write_batch(cleaned)
+                rows += cleaned.num_rows
+                rows_in_file += cleaned.num_rows
+        except SourceError as exc:  # a key column gone, a FilterClause refused: named with the fix
+            better = explain_source_error(spec, source.schema, exc)
+            if better is None:
+                raise
+            raise better from exc
+        if writer is None:
+            empty = clean(pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema))
+            files.append("keys-00000.parquet")
+            writer = _parquet_writer(directory / files[-1], empty.schema)
+            writer.write_batch(empty)
+    finally:
+        if writer is not None:
+            writer.close()
+    return files, rows
 
 
 @dataclass
@@ -110,6 +188,11 @@ class Manifest:
     started: str = ""
     #: bytes of each file when written: a file changed since (a corrupt or truncated copy) invalidates the extract
     sizes: dict[str, int] = field(default_factory=dict)
+    #: the key scan of an incremental run with DeleteScan (``keys-NNNNN.parquet``, the primary key of every source
+    #: row the FilterClause keeps, read after the data): empty when there was none (full runs, older manifests)
+    key_files: list[str] = field(default_factory=list)
+    key_rows: int = 0
+    key_seconds: float = 0.0  # the key scan's time, included in extract_seconds
 
     @property
     def source_clock_ts(self) -> datetime:
@@ -117,6 +200,10 @@ class Manifest:
 
     def paths(self, directory: Path) -> list[Path]:
         return [directory / f for f in self.files]
+
+    def key_paths(self, directory: Path) -> list[Path]:
+        """The key scan's files (none when the run scanned no keys)."""
+        return [directory / f for f in self.key_files]
 
     @classmethod
     def read(cls, directory: Path) -> Manifest:
@@ -197,6 +284,7 @@ def extract_to_parquet(
     log.info("%s: extracting (%s)", spec.table_name, window.reason)
     log.debug("%s: %s %s", spec.table_name, sql, params)
     schema = source_schema(spec)
+    stored = stored_schema(spec)
     hash_cols = list(spec.business_columns)
     load_ts = datetime.now().replace(microsecond=0)
 
@@ -217,12 +305,20 @@ def extract_to_parquet(
     writer: pq.ParquetWriter | None = None
     rows_in_file = 0
 
+    widths = sql_widths(spec)
+
     def transform_one(rb: pa.RecordBatch) -> tuple[pa.RecordBatch, transform.CleaningStats, Any, float]:
         t0 = time.perf_counter()
-        out, stats = transform.transform_batch(
-            rb, hash_columns=hash_cols, date_modif_col=spec.date_modif_col, load_ts=load_ts,
-            min_date=min_date, max_date=max_date,
-        )
+        try:
+            out, stats = transform.transform_batch(  # extents split, DATETIME-TZ as instant + offset first
+                openedge.reshape_batch(rb, spec), hash_columns=hash_cols, date_modif_col=spec.date_modif_col,
+                load_ts=load_ts, min_date=min_date, max_date=max_date, widths=widths,
+                truncate_too_wide=spec.width_policy == "truncate", refuse_out_of_range=spec.out_of_range_dates == "refuse",
+            )
+        except transform.ValueTooWide as exc:  # WidthPolicy=refuse (docs/OPERATIONS.md, "OpenEdge: SQL width")
+            raise SourceError(too_wide_message(spec, exc)) from exc
+        except transform.DateOutOfRange as exc:  # OutOfRangeDates=refuse
+            raise DataError(out_of_range_message(spec, exc)) from exc
         encoded = sink.encode(out) if sink is not None else None
         return out, stats, encoded, time.perf_counter() - t0
 
@@ -288,7 +384,7 @@ def extract_to_parquet(
             raise failed[0]
         if writer is None:  # no rows: still write an empty file carrying the schema
             empty = transform.add_technical_columns(
-                pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema),
+                pa.RecordBatch.from_arrays([pa.array([], f.type) for f in stored], schema=stored),
                 hash_columns=hash_cols, date_modif_col=spec.date_modif_col, load_ts=load_ts,
             )
             files.append("part-00000.parquet")
@@ -296,15 +392,25 @@ def extract_to_parquet(
             writer.write_batch(empty)
         writer.close()
         writer = None
+        key_files: list[str] = []
+        key_rows = 0
+        key_seconds = 0.0
+        if scans_keys(spec, window):  # after the data: a row the data read holds is in the scan unless deleted since
+            t0 = time.perf_counter()
+            key_files, key_rows = scan_keys(spec, source, tmp, min_date=min_date, max_date=max_date,
+                                            batch_rows=max(batch_rows, KEY_BATCH_ROWS), rows_per_file=rows_per_file)
+            key_seconds = time.perf_counter() - t0
+            log.info("%s: key scan read %d keys in %.2fs", spec.table_name, key_rows, key_seconds)
         manifest = Manifest(
             table=spec.table_name, batch=batch, mode=mode, source_clock=clock.isoformat(),
             window=window.reason, window_since=window.since.isoformat() if window.since else None, rows=rows,
-            files=files, columns=[f.name for f in schema], hash_columns=hash_cols, run_id=run_id,
+            files=files, columns=[f.name for f in stored_schema(spec)], hash_columns=hash_cols, run_id=run_id,
             extract_seconds=round(time.perf_counter() - started, 3),
             transform_seconds=round(waited, 3), cleaning=cleaning.as_dict(),
             created=datetime.now().isoformat(timespec="seconds"), transform_work_seconds=round(work, 3),
             started=began.isoformat(timespec="microseconds"),
-            sizes={f: (tmp / f).stat().st_size for f in files},
+            sizes={f: (tmp / f).stat().st_size for f in [*files, *key_files]},
+            key_files=key_files, key_rows=key_rows, key_seconds=round(key_seconds, 3),
         )
         (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
         kill_point("extract.before_rename")
@@ -355,27 +461,31 @@ def check_cache_dir(cache_dir: Path) -> None:
 
 
 def extract_problem(directory: Path) -> str | None:
-    """Why the extract in ``directory`` cannot be used (its manifest unreadable, a file missing, of another size
-    than recorded, unreadable as parquet, or rows that do not add up to the manifest's), or None when it is sound.
+    """Why the extract in ``directory`` cannot be used (its manifest unreadable, a file (data or key scan) missing,
+    of another size than recorded, unreadable as parquet, or rows that do not add up to the manifest's), or None
+    when it is sound.
     Reads only the manifest and each file's parquet footer."""
     try:
         manifest = Manifest.read(directory)
     except (OSError, ValueError, TypeError) as exc:
         return f"{MANIFEST} unreadable ({type(exc).__name__}: {exc})"
-    rows = 0
-    for name in manifest.files:
-        path = directory / name
-        try:
-            size = path.stat().st_size
-            if name in manifest.sizes and size != manifest.sizes[name]:
-                return f"{name} is {size} bytes, the manifest recorded {manifest.sizes[name]}"
-            rows += pq.read_metadata(path).num_rows
-        except FileNotFoundError:
-            return f"{name} is missing"
-        except (OSError, pa.ArrowException) as exc:
-            return f"{name} is not a readable parquet file ({(str(exc).splitlines() or [''])[0]})"
-    if rows != manifest.rows:
-        return f"its files hold {rows} rows, the manifest recorded {manifest.rows}"
+    rows = {"data": 0, "keys": 0}
+    for kind, names in (("data", manifest.files), ("keys", manifest.key_files)):
+        for name in names:
+            path = directory / name
+            try:
+                size = path.stat().st_size
+                if name in manifest.sizes and size != manifest.sizes[name]:
+                    return f"{name} is {size} bytes, the manifest recorded {manifest.sizes[name]}"
+                rows[kind] += pq.read_metadata(path).num_rows
+            except FileNotFoundError:
+                return f"{name} is missing"
+            except (OSError, pa.ArrowException) as exc:
+                return f"{name} is not a readable parquet file ({(str(exc).splitlines() or [''])[0]})"
+    if rows["data"] != manifest.rows:
+        return f"its files hold {rows['data']} rows, the manifest recorded {manifest.rows}"
+    if rows["keys"] != manifest.key_rows:
+        return f"its key files hold {rows['keys']} keys, the manifest recorded {manifest.key_rows}"
     return None
 
 
@@ -398,5 +508,68 @@ def empty_full_extract_warning(target: Any, spec: TableSpec, manifest: Manifest)
     text = (f"{WARNING_PREFIX}table {spec.table_name}: the full load read 0 rows from the source but "
             f"ods.{spec.sql_name} holds {held}: check the source table and its FilterClause in config.ETL_Tables "
             "(the ODS rows are kept; with delete detection the guard refuses marking them)")
+    log.warning("%s", text)
+    return text
+
+
+# --- OpenEdge: SQL width and out-of-range dates (docs/OPERATIONS.md, "OpenEdge: SQL width and out-of-range dates")
+
+
+def sql_widths(spec: TableSpec) -> dict[str, int]:
+    """The SQL width (characters) of each character column that has one, by SQL name: what every batch is checked
+    against (WidthPolicy).  Extent columns are left out: their ';'-joined text is not bound by one element's
+    width."""
+    return {c.sql_name: int(c.width) for c in spec.loaded_columns
+            if c.logical_type == STRING and c.width and c.width > 0 and not c.extent}
+
+
+def _source_name(spec: TableSpec, sql_name: str) -> str:
+    return next((c.column_name for c in spec.loaded_columns if c.sql_name == sql_name), sql_name)
+
+
+def too_wide_message(spec: TableSpec, exc: transform.ValueTooWide) -> str:
+    """WidthPolicy=refuse: the column, the longest value, the SQL width and both fixes."""
+    table, column = spec.table_name, _source_name(spec, exc.column)
+    return (f"table {table}: column {column} holds values longer than its SQL width of {exc.width} characters "
+            f"({exc.count} in one batch, the longest {exc.longest} characters): Progress's ABL does not enforce the "
+            f"SQL width (_Field._Width) and its SQL engine refuses such rows (\"has value exceeding its max length "
+            f"or precision\"). Fix: the DBA widens the SQL width with dbtool (option 2, 'SQL Width Scan w/Fix "
+            f"Option'; option 1 reports first), then run cbm-etl sync-columns {table}; or load the values cut to "
+            f"the width: WidthPolicy = 'truncate' for this table in config.ETL_Tables (cbm-etl add-table {table} "
+            f"--pk {','.join(spec.primary_key)} --width-policy truncate, with its other options)")
+
+
+def out_of_range_message(spec: TableSpec, exc: transform.DateOutOfRange) -> str:
+    """OutOfRangeDates=refuse: the column, the first value, the target's range and both fixes."""
+    table, column = spec.table_name, _source_name(spec, exc.column)
+    return (f"table {table}: column {column} holds dates outside the target's range {exc.min_date}..{exc.max_date} "
+            f"({exc.count} in one batch, the first {exc.first}): OutOfRangeDates is 'refuse', so nothing is loaded. "
+            f"Fix: correct the value in the source (the DBA's dbtool 'SQL Width & Date Scan w/Report Option' lists "
+            f"them), or set OutOfRangeDates = 'null' for this table in config.ETL_Tables (cbm-etl add-table "
+            f"{table} --pk {','.join(spec.primary_key)} --out-of-range-dates null, with its other options): "
+            "they are then loaded as NULL and reported")
+
+
+def cleaning_warning(spec: TableSpec, manifest: Manifest, min_date: date, max_date: date) -> str | None:
+    """Dates nulled for being outside the target's range (each column, its count and first value) and values cut
+    to their SQL width (WidthPolicy=truncate): a warning for the run log's extract row, which the run summary
+    shows, like the 0-row warning.  None when the extract changed no such value."""
+    nulled = manifest.cleaning.get("nulled_out_of_range") or {}
+    first = manifest.cleaning.get("first_out_of_range") or {}
+    cut = manifest.cleaning.get("truncated_too_wide") or {}
+    if not nulled and not cut:
+        return None
+    widths = sql_widths(spec)
+    parts = []
+    if nulled:
+        cols = ", ".join(f"{_source_name(spec, c)} ({n} value(s)" + (f", the first {first[c]})" if c in first else ")")
+                         for c, n in sorted(nulled.items()))
+        parts.append(f"dates outside the target's range {min_date}..{max_date} loaded as NULL: {cols} (correct "
+                     "them in the source, or OutOfRangeDates = 'refuse' to fail instead)")
+    if cut:
+        cols = ", ".join(f"{_source_name(spec, c)} ({n} value(s) cut to {widths.get(c, '?')} characters)"
+                         for c, n in sorted(cut.items()))
+        parts.append(f"values longer than their SQL width truncated (WidthPolicy = 'truncate'): {cols}")
+    text = f"{WARNING_PREFIX}table {spec.table_name}: " + "; ".join(parts)
     log.warning("%s", text)
     return text

@@ -72,7 +72,7 @@ def check_keys(spec: TableSpec, files: Sequence[Path], sample: int = 5) -> None:
 
 def _manifest_columns(spec: TableSpec, manifest: Manifest) -> list[ColumnDef]:
     """Staging columns of this extract (the spec may have changed since the extract was taken)."""
-    d_cols = {c.sql_name: c for c in spec.columns}
+    d_cols = {c.sql_name: c for c in (*spec.columns, *spec.stored_columns)}
     missing = [c for c in manifest.columns if c not in d_cols]
     if missing:
         raise TargetError(
@@ -82,8 +82,29 @@ def _manifest_columns(spec: TableSpec, manifest: Manifest) -> list[ColumnDef]:
     return [ColumnDef(c, "") for c in manifest.columns]
 
 
+def stage_keys(target: Target, conn: Connection, spec: TableSpec, manifest: Manifest, files: Sequence[Path]) -> None:
+    """The extract's key scan (incremental runs with DeleteScan) into ``stg.<table>__keys``, emptied first; nothing
+    when the extract has none.  ``files``: the extract's data files (the key files lie next to them).
+
+    Called in the transaction that records which batch staging holds: the merge only merges that batch, so it
+    never compares the ODS with the keys of another batch, nor with a scan half loaded by a killed run.
+    """
+    if not manifest.key_files:
+        return
+    d = target.dialect
+    keys_table = d.keys_table(spec)
+    target.ensure_table(conn, "stg", keys_table, d.keys_columns(spec))
+    conn.execute(d.truncate_sql("stg", keys_table))
+    loaded = d.load_keys(conn, spec, manifest.key_paths(Path(files[0]).parent) if files else [])
+    if loaded >= 0 and loaded != manifest.key_rows:
+        raise TargetError(f"table {spec.table_name}: loaded {loaded} keys into stg.{keys_table} but the key scan of "
+                          f"batch {manifest.batch} holds {manifest.key_rows}; rolled back")
+    log.info("%s: %d keys of the key scan staged in stg.%s", spec.table_name, manifest.key_rows, keys_table)
+
+
 def stage(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[Path]) -> int:
-    """Load ``stg.<table>`` with this extract, atomically; returns the number of rows staged."""
+    """Load ``stg.<table>`` with this extract (and ``stg.<table>__keys`` with its key scan), atomically; returns
+    the number of rows staged."""
     check_keys(spec, files)
     d = target.dialect
     started = time.perf_counter()
@@ -101,6 +122,7 @@ def stage(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[P
             raise TargetError(
                 f"table {spec.table_name}: staged {rows} rows but the extract holds {manifest.rows}; rolled back"
             )
+        stage_keys(target, conn, spec, manifest, files)
         record_staged(conn, spec, manifest, started)
         kill_point("stage.loaded")
     kill_point("stage.committed")
@@ -139,6 +161,7 @@ def _stage_on_own_connection(target: Target, spec: TableSpec, manifest: Manifest
                 f"table {spec.table_name}: bulk load reported {loaded} rows and staging holds {held}, but the "
                 f"extract holds {manifest.rows}; staging is recorded as holding nothing: run again to reload it"
             )
+        stage_keys(target, conn, spec, manifest, files)
         record_staged(conn, spec, manifest, started)
     log.info("%s: staged %d rows in %.2fs", spec.table_name, manifest.rows, time.perf_counter() - started)
     return manifest.rows
@@ -158,13 +181,14 @@ class StagingWhileExtracting:
     def __init__(self, target: Target, spec: TableSpec) -> None:
         d = target.dialect
         self.spec = spec
+        self.target = target
         self._stack = ExitStack()
         try:
             self.conn = self._stack.enter_context(target.begin(table=spec.table_name, step="load_staging"))
             self.conn.lock_table(spec.table_name)  # held to the commit: another run of the table waits here
             target.ensure_table(self.conn, "stg", spec.sql_name, d.staging_columns(spec))
             self.conn.execute(d.truncate_sql("stg", spec.sql_name))
-            columns = [*(c.sql_name for c in spec.loaded_columns), *TECHNICAL_COLUMNS]
+            columns = [*(c.sql_name for c in spec.stored_columns), *TECHNICAL_COLUMNS]
             self.stream = d.open_staging_stream(self.conn, spec, columns)
         except BaseException as exc:
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
@@ -207,6 +231,7 @@ class StagingWhileExtracting:
             if rows != manifest.rows:
                 raise TargetError(f"table {spec.table_name}: streamed {rows} rows to staging, the extract holds "
                                   f"{manifest.rows}")
+            stage_keys(self.target, self.conn, spec, manifest, files)
             record_staged(self.conn, spec, manifest, started)
             self._open = False
             self._stack.close()  # commit

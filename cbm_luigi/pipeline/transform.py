@@ -20,7 +20,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ __all__ = [
     "HASHDIFF_LENGTH",
     "TECHNICAL_COLUMNS",
     "CleaningStats",
+    "DateOutOfRange",
+    "ValueTooWide",
     "add_technical_columns",
     "canonical_text",
     "clean_batch",
@@ -417,38 +419,56 @@ class CleaningStats:
 
     nulled_out_of_range: dict[str, int] = field(default_factory=dict)
     removed_nul_chars: dict[str, int] = field(default_factory=dict)
+    #: values longer than their column's SQL width cut to it (WidthPolicy=truncate)
+    truncated_too_wide: dict[str, int] = field(default_factory=dict)
+    #: the first nulled out-of-range value of each column, as text (``12000-01-01``: Python cannot hold it)
+    first_out_of_range: dict[str, str] = field(default_factory=dict)
 
     def merge(self, other: CleaningStats) -> None:
-        """Add ``other``'s counts to this one's."""
+        """Add ``other``'s counts to this one's (the first out-of-range value seen is kept)."""
         for mine, theirs in (
             (self.nulled_out_of_range, other.nulled_out_of_range),
             (self.removed_nul_chars, other.removed_nul_chars),
+            (self.truncated_too_wide, other.truncated_too_wide),
         ):
             for column, count in theirs.items():
                 mine[column] = mine.get(column, 0) + count
+        for column, value in other.first_out_of_range.items():
+            self.first_out_of_range.setdefault(column, value)
 
     def total(self) -> int:
         """Number of values changed by all rules together."""
         return sum(self.nulled_out_of_range.values()) + sum(
             self.removed_nul_chars.values()
-        )
+        ) + sum(self.truncated_too_wide.values())
 
-    def as_dict(self) -> dict[str, dict[str, int]]:
-        """JSON-friendly copy: ``{"nulled_out_of_range": {...}, "removed_nul_chars": {...}}``."""
-        return {
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """JSON-friendly copy: ``{"nulled_out_of_range": {...}, "removed_nul_chars": {...}}``, plus
+        ``truncated_too_wide`` and ``first_out_of_range`` when they hold anything."""
+        out: dict[str, dict[str, Any]] = {
             "nulled_out_of_range": dict(sorted(self.nulled_out_of_range.items())),
             "removed_nul_chars": dict(sorted(self.removed_nul_chars.items())),
         }
+        if self.truncated_too_wide:
+            out["truncated_too_wide"] = dict(sorted(self.truncated_too_wide.items()))
+        if self.first_out_of_range:
+            out["first_out_of_range"] = dict(sorted(self.first_out_of_range.items()))
+        return out
 
 
 def clean_batch(
-    batch: pa.RecordBatch, *, min_date: datetime.date, max_date: datetime.date
+    batch: pa.RecordBatch, *, min_date: datetime.date, max_date: datetime.date,
+    widths: Mapping[str, int] | None = None, truncate_too_wide: bool = False,
+    refuse_out_of_range: bool = False,
 ) -> tuple[pa.RecordBatch, CleaningStats]:
     """Apply the cleaning rules of docs/HASHDIFF.md to every column of ``batch``.
 
     * date / timestamp values outside ``[min_date, max_date]`` (a timestamp is in range when its
-      UTC day is) become NULL;
-    * NUL characters are removed from strings.
+      UTC day is) become NULL (the first one of each column kept as text in the stats), or, with
+      ``refuse_out_of_range``, raise :class:`DateOutOfRange`;
+    * NUL characters are removed from strings;
+    * a string column named in ``widths`` (its SQL width, in characters) holding a longer value raises
+      :class:`ValueTooWide`, or, with ``truncate_too_wide``, has such values cut to the width (counted).
 
     Everything else is returned untouched (columns without a change keep their original array).
     Date and timestamp fields declared non-nullable are declared nullable in the result.
@@ -468,11 +488,18 @@ def clean_batch(
     arrays = list(batch.columns)
     for i, name in enumerate(schema.names):
         cleaned, nulled = _null_out_of_range(arrays[i], low_day, high_day)
-        cleaned, unnuled = _remove_nul_chars(cleaned)
         if nulled:
-            stats.merge(CleaningStats(nulled_out_of_range={name: nulled}))
+            first = _first_out_of_range(arrays[i], low_day, high_day)
+            if refuse_out_of_range:
+                raise DateOutOfRange(name, first, nulled, min_date, max_date)
+            stats.merge(CleaningStats(nulled_out_of_range={name: nulled}, first_out_of_range={name: first}))
+        cleaned, unnuled = _remove_nul_chars(cleaned)
         if unnuled:
             stats.merge(CleaningStats(removed_nul_chars={name: unnuled}))
+        if widths and name in widths:
+            cleaned, cut = _fit_width(cleaned, name, widths[name], truncate_too_wide)
+            if cut:
+                stats.merge(CleaningStats(truncated_too_wide={name: cut}))
         arrays[i] = cleaned
     if stats.total() == 0 and schema.equals(batch.schema, check_metadata=True):
         return batch, stats
@@ -584,6 +611,71 @@ def _count_true(mask: pa.Array) -> int:
     return int(value or 0)
 
 
+class DateOutOfRange(ValueError):
+    """A date / timestamp column holds values outside the target's range (OutOfRangeDates=refuse).
+
+    ``first`` is the first such value as text (Arrow prints years 0 and 10000+; Python's datetime cannot hold
+    them)."""
+
+    def __init__(self, column: str, first: str, count: int, min_date: datetime.date,
+                 max_date: datetime.date) -> None:
+        self.column, self.first, self.count, self.min_date, self.max_date = column, first, count, min_date, max_date
+        super().__init__(f"column {column}: {count} value(s) outside {min_date}..{max_date}, the first {first}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.column, self.first, self.count, self.min_date, self.max_date)
+
+
+class ValueTooWide(ValueError):
+    """A string column holds values longer than its SQL width (WidthPolicy=refuse)."""
+
+    def __init__(self, column: str, longest: int, width: int, count: int) -> None:
+        self.column, self.longest, self.width, self.count = column, longest, width, count
+        super().__init__(f"column {column}: {count} value(s) longer than its width {width} (longest {longest})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.column, self.longest, self.width, self.count)
+
+
+def _first_out_of_range(array: pa.Array, low_day: int, high_day: int) -> str:
+    """The first non-null value outside ``[low_day, high_day)`` as text ('' if there is none)."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    mask = _out_of_range_mask(array, low_day, high_day)
+    if mask is None:
+        return ""
+    first = pc.filter(array, mask).slice(0, 1)
+    if not len(first):
+        return ""
+    if pa.types.is_date64(first.type):
+        first = pc.cast(first, pa.date32(), safe=False)
+    text = str(pc.cast(first, pa.string())[0].as_py())
+    return text[:-7] if text.endswith(".000000") else text
+
+
+def _fit_width(array: pa.Array, name: str, width: int, truncate: bool) -> tuple[pa.Array, int]:
+    """(array, 0) when every string of ``array`` fits ``width`` characters; else the values cut to it and their
+    count (``truncate``) or :class:`ValueTooWide`.  Byte lengths first (offsets only: a value of at most ``width``
+    bytes has at most ``width`` characters), characters only when some value may not fit."""
+    type_ = array.type
+    view = pa.types.is_string_view(type_)
+    if not (pa.types.is_string(type_) or pa.types.is_large_string(type_) or view):
+        return array, 0
+    plain = pc.cast(array, pa.string()) if view else array
+    most_bytes = pc.max(pc.binary_length(plain)).as_py()
+    if most_bytes is None or most_bytes <= width:
+        return array, 0
+    lengths = pc.utf8_length(plain)
+    longest = pc.max(lengths).as_py()
+    if longest is None or longest <= width:
+        return array, 0
+    count = _count_true(pc.fill_null(pc.greater(lengths, width), False))
+    if not truncate:
+        raise ValueTooWide(name, int(longest), width, count)
+    cut = pc.utf8_slice_codeunits(plain, 0, width)  # code points, as utf8_length counts them
+    return (pc.cast(cut, type_) if view else cut), count
+
+
 # --------------------------------------------------------------------------------------------------
 # Technical columns
 # --------------------------------------------------------------------------------------------------
@@ -663,13 +755,18 @@ def transform_batch(
     load_ts: datetime.datetime,
     min_date: datetime.date,
     max_date: datetime.date,
+    widths: Mapping[str, int] | None = None,
+    truncate_too_wide: bool = False,
+    refuse_out_of_range: bool = False,
 ) -> tuple[pa.RecordBatch, CleaningStats]:
-    """Clean ``batch`` (:func:`clean_batch`), then add the technical columns to the cleaned rows."""
+    """Clean ``batch`` (:func:`clean_batch`, which the width and out-of-range options are passed to), then add
+    the technical columns to the cleaned rows."""
     for name in hash_columns:
         _column_index(batch.schema, name)
     if date_modif_col is not None:
         _column_index(batch.schema, date_modif_col)
-    cleaned, stats = clean_batch(batch, min_date=min_date, max_date=max_date)
+    cleaned, stats = clean_batch(batch, min_date=min_date, max_date=max_date, widths=widths,
+                                 truncate_too_wide=truncate_too_wide, refuse_out_of_range=refuse_out_of_range)
     result = add_technical_columns(
         cleaned,
         hash_columns=hash_columns,

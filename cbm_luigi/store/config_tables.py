@@ -28,6 +28,7 @@ from cbm_luigi.model.specs import (
     TableSpec,
     default_priority,
     parse_lookback,
+    stored_columns,
 )
 from cbm_luigi.model.types import STRING
 from cbm_luigi.model.values import naive_datetime, truthy
@@ -140,6 +141,7 @@ class MetadataStore:
             raise MetadataError(f"table {table}: config.ETL_Tables.DeleteScan = 1 needs DeleteDetection = 1 (the "
                                 f"key scan feeds delete detection): set both, or run cbm-etl add-table {table} ... "
                                 "--detect-deletes --delete-scan")
+        stored_columns(table, columns, truthy(r["SplitExtents"]))  # extent elements, offsets: no name clash
         return TableSpec(
             table_name=table,
             sql_name=str(r["SqlName"]),
@@ -324,6 +326,7 @@ class MetadataStore:
         if delete_scan and not delete_detection:
             raise MetadataError(f"table {table_name}: --delete-scan needs --detect-deletes (the key scan feeds "
                                 "delete detection): add --detect-deletes")
+        stored_columns(table_name, cols, split_extents)  # refused before anything is written
         if keep_history and not is_dimension:
             raise MetadataError(f"table {table_name}: --history (SCD2 versions in hist.{sql_safe(table_name)}) is for "
                                 "dimensions: add --dimension, or leave --history out")

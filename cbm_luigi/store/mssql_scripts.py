@@ -32,7 +32,8 @@ def scripts() -> dict[str, str]:
         return head + "".join(f"{s};\nGO\n\n" for s in statements).rstrip("\n") + "\n"
 
     return {
-        "01_schemas.sql": script("Schemas: config (metadata), etl (run log), stg (staging), ods (the copy).",
+        "01_schemas.sql": script("Schemas: config (metadata), etl (run log), stg (staging), ods (the copy), "
+                                 "hist (SCD2 versions of dimensions).",
                                  [d.create_schema_sql(s) for s in SCHEMAS]),
         "02_config_tables.sql": script("config tables: which tables to load, their columns and dependencies.",
                                        [meta(m) for m in METADATA_TABLES if m.schema == "config"]),

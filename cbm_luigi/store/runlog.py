@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from cbm_luigi.config.run import RUN_ID
 from cbm_luigi.destinations.client import Connection, Target
+from cbm_luigi.destinations.type_changes import TypeChange
 from cbm_luigi.store.schema import ETL_LOG
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,25 @@ def first_step_start(conn: Connection, table: str, batch: str) -> datetime | Non
     )
     starts = [ts - timedelta(seconds=float(secs or 0)) for ts, secs in rows if isinstance(ts, datetime)]
     return min(starts, default=None)
+
+
+def type_change_warning(conn: Connection, table: str, changes: Sequence[TypeChange]) -> str | None:
+    """The text kept in the merge_ods row (``WARNING: ...``, shown by the run summary) for the type changes the
+    widen policy let through: every column altered now, and each column kept as it is (it already holds the new
+    values) the first time only: an earlier merge_ods row of the table that says the same is not repeated."""
+    if not changes:
+        return None
+    texts = [c.warning() for c in changes if c.alter]
+    kept = [c.warning() for c in changes if not c.alter]
+    if kept:
+        d = conn.dialect
+        q = d.quote
+        said = [str(r[0]) for r in conn.fetchall(
+            f"SELECT {q('ErrorMessage')} FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} WHERE {q('TableName')} = "
+            f":t AND {q('StepName')} = :step AND {q('Status')} = :ok AND {q('ErrorMessage')} LIKE :warning",
+            {"t": table, "step": "merge_ods", "ok": "success", "warning": "WARNING: %"})]
+        texts += [k for k in kept if not any(k in s for s in said)]
+    return f"WARNING: {'; '.join(texts)}" if texts else None
 
 
 def write_log_now(target: Target, table: str, step: str, status: str, **kw: Any) -> None:

@@ -138,7 +138,8 @@ METADATA_TABLES: tuple[MetaTable, ...] = (
 )
 
 
-SCHEMAS = ("config", "etl", "stg", "ods")
+#: hist: the SCD2 versions of the dimensions with KeepHistory (also created by their first merge if missing)
+SCHEMAS = ("config", "etl", "stg", "ods", "hist")
 
 
 def init_statements(d: Dialect) -> list[str]:

@@ -23,6 +23,7 @@ from cbm_luigi.pipeline.extract import (
     MANIFEST,
     Manifest,
     check_cache_dir,
+    cleaning_warning,
     empty_full_extract_warning,
     extract_dir,
     extract_problem,
@@ -230,12 +231,15 @@ class ExtractParquet(TableStep):
         progress.done(manifest.rows, manifest.extract_seconds)
 
         empty = empty_full_extract_warning(tgt, spec, manifest)  # kept in the run log: the summary shows it
+        # dates nulled (OutOfRangeDates=null) and values cut to their SQL width (WidthPolicy=truncate): the same
+        cleaned = cleaning_warning(spec, manifest, tgt.dialect.min_date, tgt.dialect.max_date)
+        warnings = "\n".join(w for w in (empty, cleaned) if w) or None
 
         def write_log() -> None:
             with tgt.begin() as conn:
                 runlog.write_log(conn, spec.table_name, "extract", "success", batch=self.batch_id, mode=self.mode,
                                  rows=manifest.rows, duration=manifest.extract_seconds - manifest.transform_seconds,
-                                 error=empty)
+                                 error=warnings)
                 runlog.write_log(conn, spec.table_name, "transform", "success", batch=self.batch_id, mode=self.mode,
                                  rows=manifest.rows, duration=manifest.transform_seconds,
                                  error=str(manifest.cleaning) if any(manifest.cleaning.values()) else None)
@@ -373,9 +377,11 @@ class MergeOds(TableStep):
         if counts.already_loaded:  # another run of the batch merged it meanwhile: its marker is this output
             self.status(f"{self.spec.table_name}: already loaded (merged by another run of batch {self.batch_id})")
             return
+        history = (f"; history: {counts.history_opened} version(s) opened, {counts.history_closed} closed"
+                   if self.spec.keep_history else "")
         self.status(
             f"{self.spec.table_name}: {counts.inserted} inserted, {counts.updated} updated, "
-            f"{counts.unchanged} unchanged"
+            f"{counts.unchanged} unchanged{history}"
         )
 
 

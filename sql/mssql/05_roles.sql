@@ -23,6 +23,9 @@ GO
 GRANT SELECT, INSERT, UPDATE, ALTER ON SCHEMA::[ods] TO [cbm_etl];
 GO
 
+GRANT SELECT, INSERT, UPDATE, ALTER ON SCHEMA::[hist] TO [cbm_etl];
+GO
+
 ALTER ROLE [cbm_etl] ADD MEMBER [cbm_etl_deploy];
 GO
 

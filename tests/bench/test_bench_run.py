@@ -71,6 +71,7 @@ def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, caps
         assert code == 0, printed
         # the figures
         assert "raw ODBC read into Arrow" in printed and "full load end to end / raw read" in printed
+        assert "incremental + key scan / full" in printed and "key scan s" in printed
         assert figures["raw_read"]["rows"] == ROWS and figures["raw_read"]["seconds"] > 0
         assert figures["raw_read_scaled"]["rows"] == ROWS * SCALE
         assert set(figures["targets"]) == {"postgresql", "duckdb"}
@@ -86,6 +87,8 @@ def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, caps
             changed = runs["incremental, changed rows"]
             assert changed["updated"] == t["changed_rows"] == ROWS // 100 and changed["inserted"] == 0
             assert runs["full load, scaled"]["inserted"] == ROWS * SCALE
+            scanned = runs["incremental + key scan"]  # DeleteScan: every key read, nothing changed or deleted
+            assert scanned["returncode"] == 0 and scanned["rows"] == 0 and scanned["steps"]["key_scan"] >= 0
             for ratio in t["ratios"].values():
                 assert ratio is not None and ratio > 0
         # the loads, checked independently: every ODS row equals its source row

@@ -11,6 +11,8 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,13 @@ def order_line() -> TableSpec:
 
 
 SPEC = order_line()
+#: a dimension with delete detection and SCD2 history (hist.order-line)
+HIST_SPEC = replace(SPEC, is_dimension=True, delete_detection=True, keep_history=True)
+#: an OpenEdge extent field (a decimal array of 3) split into [qty-month_1] .. [qty-month_3] (text elements)
+SPLIT_SPEC = replace(SPEC, split_extents=True, columns=(*SPEC.columns, ColumnSpec(
+    "qty-month", "qty-month", DECIMAL, "decimal", width=60, precision=12, scale=2, position=16, extent=3)))
+#: the columns of its ODS and hist tables, both already there
+HIST_EXISTING = [*(c.name for c in D.ods_columns(HIST_SPEC)), "valid_from", "valid_to", "is_current"]
 COLUMNS = [*SPEC.business_columns, "hashdiff", "ts_source", "load_ts"]
 MANIFEST = Manifest(
     table=SPEC.table_name, batch="2026-11-25", mode="incremental", source_clock="2026-11-25T02:00:00",
@@ -115,16 +124,20 @@ class Recorder:
 class RecordingTarget(Target):
     """A Target whose transactions are recorded (``BEGIN`` / ``COMMIT`` markers), for the merge step."""
 
-    def __init__(self, existing_ods: Sequence[str]) -> None:
+    def __init__(self, existing_ods: Sequence[str], newest_version: datetime | None = None) -> None:
         super().__init__("mssql+pyodbc://recorded", D, None)  # type: ignore[arg-type]
         self.log: list[tuple[str, list[str]]] = []
         self.existing_ods = list(existing_ods)
+        self.newest_version = newest_version  # of hist.<table> (None: no version yet, seeded)
 
     @contextmanager
     def begin(self, **_context: Any) -> Iterator[Any]:
         self.log.append(("BEGIN TRANSACTION", []))
-        yield Recorder(self.log, {"[ETL_StagingState]": ("2026-11-25", "incremental", 10, None),
-                                  "FROM @actions": (4, 3)})
+        answers: dict[str, tuple[Any, ...]] = {"[ETL_StagingState]": ("2026-11-25", "incremental", 10, None),
+                                               "FROM @actions": (4, 3)}
+        if self.newest_version is not None:
+            answers["MAX([valid_from])"] = (self.newest_version,)
+        yield Recorder(self.log, answers)
         self.log.append(("COMMIT", []))
 
     def existing_column_types(self, conn: Any, schema: str, table: str) -> list[tuple[Any, ...]]:
@@ -139,10 +152,36 @@ def render_log(log: Sequence[tuple[str, list[str]]]) -> str:
     return "\n".join(out)
 
 
-def merge_transaction(existing_ods: Sequence[str]) -> str:
-    target = RecordingTarget(existing_ods)
-    counts = load.merge(target, SPEC, MANIFEST)
+def merge_transaction(existing_ods: Sequence[str], spec: TableSpec = SPEC,
+                      newest_version: datetime | None = None) -> str:
+    target = RecordingTarget(existing_ods, newest_version)
+    counts = load.merge(target, spec, MANIFEST)
     assert (counts.inserted, counts.updated, counts.unchanged) == (4, 3, 3)
+    return render_log(target.log)
+
+
+#: an incremental batch of a DeleteScan table, with its key scan (stg.order-line__keys, 12 keys)
+SCAN_SPEC = replace(SPEC, delete_detection=True, delete_scan=True)
+SCAN_MANIFEST = replace(MANIFEST, key_files=["keys-00000.parquet"], key_rows=12)
+
+
+class KeyScanTarget(RecordingTarget):
+    """The merge of SCAN_MANIFEST: the keys table holds the scan's 12 keys; 1 of the 20 active ODS rows lacks its
+    key (5 %, under the guard's 10 %)."""
+
+    @contextmanager
+    def begin(self, **_context: Any) -> Iterator[Any]:
+        self.log.append(("BEGIN TRANSACTION", []))
+        yield Recorder(self.log, {"[ETL_StagingState]": ("2026-11-25", "incremental", 10, None),
+                                  "FROM @actions": (4, 3), "NOT EXISTS": (1,),
+                                  "COUNT(*) FROM [stg].[order-line__keys]": (12,), "[etl_deleted_ts] IS NULL": (20,)})
+        self.log.append(("COMMIT", []))
+
+
+def key_scan_merge_transaction() -> str:
+    target = KeyScanTarget([c.name for c in D.ods_columns(SCAN_SPEC)])
+    counts = load.merge(target, SCAN_SPEC, SCAN_MANIFEST)
+    assert (counts.inserted, counts.updated, counts.deleted) == (4, 3, 1)
     return render_log(target.log)
 
 
@@ -165,6 +204,8 @@ def statements() -> dict[str, str]:
         "add_column": D.add_column_sql("ods", SPEC.sql_name, ColumnDef("new-col", D.column_type(STRING, 30))),
         "existing_columns": D.existing_columns_sql(),
         "widen_column": D.alter_column_type_sql("ods", SPEC.sql_name, ColumnDef("price$", "decimal(24,6)")),
+        # a type change in the source under TypeChangePolicy widen: integer -> text, converted by ALTER COLUMN
+        "convert_column": D.convert_column_type_sql("ods", SPEC.sql_name, ColumnDef("qty]x", "nvarchar(max)")),
         "truncate_staging": D.truncate_sql("stg", SPEC.sql_name),
         "count_staged": D.count_staged_sql(SPEC),
         "insert_staging_pyodbc": D.insert_staging_sql(SPEC, COLUMNS),
@@ -172,12 +213,33 @@ def statements() -> dict[str, str]:
         "lock_staging_state": staging_state.read_sql(D, lock=True),
         "table_lock": D.table_lock_sql(),
         "merge": D.merge_sql(SPEC),
+        "create_ods_split_extents": D.create_table_sql("ods", SPLIT_SPEC.sql_name, D.ods_columns(SPLIT_SPEC),
+                                                       SPLIT_SPEC.primary_key),
+        "merge_split_extents": D.merge_sql(SPLIT_SPEC),
         "soft_delete": D.soft_delete_sql(SPEC),
         "revive_deleted": D.revive_sql(SPEC),
         "count_deletions": D.count_deletions_sql(SPEC),
+        "create_keys_staging": D.create_table_sql("stg", D.keys_table(SPEC), D.keys_columns(SPEC)),
+        "insert_keys_pyodbc": D.insert_keys_pyodbc_sql(SPEC),
+        "insert_keys": D.insert_keys_sql(SPEC),
+        "count_keys": D.count_keys_sql(SPEC),
+        "count_deletions_key_scan": D.count_deletions_sql(SPEC, D.keys_table(SPEC)),
+        "soft_delete_key_scan": D.soft_delete_sql(SPEC, D.keys_table(SPEC)),
+        "revive_key_scan": D.revive_sql(SPEC, D.keys_table(SPEC)),
+        "merge_transaction_key_scan": key_scan_merge_transaction(),
         "staging_state": staging_statements(),
         "merge_transaction_new_table": merge_transaction([]),
         "merge_transaction_drift": merge_transaction([c for c in ods_cols if c != "blob"]),
+        "create_hist": D.create_table_sql("hist", HIST_SPEC.sql_name, D.history_columns(HIST_SPEC),
+                                          D.history_key(HIST_SPEC)),
+        "hist_current_index": D.current_version_index_sql(HIST_SPEC),
+        "hist_newest_version": D.newest_version_sql(HIST_SPEC),
+        "hist_seed": D.seed_history_sql(HIST_SPEC),
+        "hist_close_changed": D.close_changed_sql(HIST_SPEC),
+        "hist_open_versions": D.open_versions_sql(HIST_SPEC),
+        "hist_close_deleted": D.close_deleted_sql(HIST_SPEC),
+        "merge_transaction_history_seed": merge_transaction([], HIST_SPEC),
+        "merge_transaction_history": merge_transaction(HIST_EXISTING, HIST_SPEC, datetime(2026, 11, 24, 2)),
         **{name: D.create_view_sql("etl", name, select) for name, select in monitoring_views(D).items()},
     }
 
@@ -297,6 +359,48 @@ def test_table_lock_is_an_applock_owned_by_the_transaction() -> None:
 def test_schema_drift_adds_the_missing_column_nullable() -> None:
     text = merge_transaction([c.name for c in D.ods_columns(SPEC) if c.name != "blob"])
     assert "ALTER TABLE [ods].[order-line] ADD [blob] varbinary(max) NULL" in text
+
+
+def test_history_is_written_in_the_merge_transaction_after_the_deletes_before_the_marker() -> None:
+    text = merge_transaction(HIST_EXISTING, HIST_SPEC, datetime(2026, 11, 24, 2))
+    body = text.split("BEGIN TRANSACTION", 1)[1]
+    assert text.count("BEGIN TRANSACTION") == 1 and body.rstrip().endswith("COMMIT")
+    order = ["SELECT MAX([valid_from]) FROM [hist].[order-line]", "MERGE INTO", "UPDATE o SET o.[etl_deleted_ts]",
+             "UPDATE h SET h.[valid_to] = :ts, h.[is_current] = 0\nFROM [hist].[order-line] AS h",
+             "INSERT INTO [hist].[order-line]", "AND o.[etl_deleted_ts] IS NOT NULL",
+             "UPDATE [config].[ETL_Tables] SET [LastSuccessTs]", "INSERT INTO [etl].[ETL_Markers]"]
+    pos = 0
+    for piece in order:
+        pos = body.index(piece, pos) + 1
+    assert "CREATE TABLE" not in body and "ALTER TABLE" not in body and "UPDATE [hist]" not in body
+
+
+def test_a_new_history_table_gets_its_schema_a_filtered_unique_index_and_the_ods_rows() -> None:
+    text = merge_transaction([], HIST_SPEC)
+    assert "IF SCHEMA_ID(N'hist') IS NULL EXEC(N'CREATE SCHEMA [hist]')" in text
+    assert ("CONSTRAINT [PK_hist_order-line] PRIMARY KEY CLUSTERED ([order-num], [line], [valid_from])"
+            in text)
+    assert "[valid_from] datetime2(3) NOT NULL" in text and "[is_current] bit NOT NULL" in text
+    assert ("CREATE UNIQUE NONCLUSTERED INDEX [UX_hist_order-line_current] ON [hist].[order-line] "
+            "([order-num], [line]) WHERE [is_current] = 1") in text
+    seed = text.split("INSERT INTO [hist].[order-line]", 1)[1].split("\n\n", 1)[0]
+    assert "FROM [ods].[order-line] o\nWHERE o.[etl_deleted_ts] IS NULL" in seed and "-- params: batch, ts" in seed
+    assert "UPDATE h SET" not in text  # seeded from the ODS as merged: nothing to close
+
+
+def test_a_key_scan_merge_checks_its_keys_then_marks_against_them_in_the_merge_transaction() -> None:
+    text = key_scan_merge_transaction()
+    body = text.split("BEGIN TRANSACTION", 1)[1]
+    assert text.count("BEGIN TRANSACTION") == 1 and body.rstrip().endswith("COMMIT")
+    scan = "(SELECT 1 FROM [stg].[order-line__keys] "
+    order = ["FROM [etl].[ETL_StagingState]", "SELECT COUNT(*) FROM [stg].[order-line__keys]",
+             f"AND NOT EXISTS {scan}", "MERGE INTO [ods].[order-line]", f"IS NOT NULL AND EXISTS {scan}",
+             f"SET o.[etl_deleted_ts] = :ts FROM [ods].[order-line] AS o WITH (HOLDLOCK) WHERE o.[etl_deleted_ts] "
+             f"IS NULL AND NOT EXISTS {scan}", "INSERT INTO [etl].[ETL_Markers]"]
+    pos = 0
+    for piece in order:
+        pos = body.index(piece, pos) + 1
+    assert "EXISTS (SELECT 1 FROM [stg].[order-line] " not in body  # staging holds the window only
 
 
 def test_ddl_is_idempotent_tsql() -> None:

@@ -811,6 +811,7 @@ def test_transform_batch_cleans_then_hashes_the_cleaned_values() -> None:
     assert stats.as_dict() == {
         "nulled_out_of_range": {"d": 1},
         "removed_nul_chars": {"txt": 1},
+        "first_out_of_range": {"d": "0001-01-01"},  # the first nulled value, as text
     }
     assert result.column("txt").to_pylist() == ["a", "b"]
     assert result.column("hashdiff").to_pylist() == [

@@ -31,6 +31,11 @@ _NO_COLUMN = re.compile(
     re.I)
 _SYNTAX = re.compile(r"syntax error|42601|42000|\(10713\)|incorrect syntax|unrecognized token|"
                      r"operator does not exist|42883|no such function", re.I)
+# OpenEdge SQL: "Column <col> [at rowid <n>] in table <owner>.<table> has value exceeding its max length or
+# precision" (SQLSTATE 22P00 / S1000 / 22001, native error -210012): a value longer than the SQL width.
+_TOO_WIDE_COLUMN = re.compile(
+    r"column\s+\"?(?P<col>[^\s\"]+?)\"?\s+(?:at\s+rowid\s+\S+\s+)?in\s+table\s+\S+\s+has\s+value\s+exceeding", re.I)
+_TOO_WIDE = re.compile(r"has\s+value\s+exceeding\s+its?\s+max\s+length|\b210012\b", re.I)
 _UTF8 = re.compile(r"could not decode to utf-?8 column '([^']+)'|invalid utf-?8|not valid utf-?8|"
                    r"invalid byte sequence for encoding|codec can't decode|character with byte sequence", re.I)
 
@@ -85,6 +90,9 @@ def explain(spec: TableSpec, schema: str, exc: BaseException) -> SourceError | N
     table = spec.table_name
     where = f"{schema}.{table}" if schema else table
     driver = f"(driver: {driver_line(exc)})"
+    if _TOO_WIDE.search(text) or _TOO_WIDE_COLUMN.search(text):
+        m = _TOO_WIDE_COLUMN.search(text)
+        return too_wide_error(spec, m.group("col") if m else None, driver)
     m = _UTF8.search(text)
     if m and not _NO_COLUMN.search(text):
         col = _column_named(spec, m.group(1)) if m.group(1) else None
@@ -127,6 +135,28 @@ def explain(spec: TableSpec, schema: str, exc: BaseException) -> SourceError | N
 
 
 _CONVERT = re.compile(r"column (\S+): cannot convert (?:the source's values|(\S+)) to ")
+
+
+def too_wide_error(spec: TableSpec, name: str | None, driver: str) -> SourceError:
+    """Progress's "has value exceeding its max length or precision": the column, its SQL width and the fixes."""
+    table = spec.table_name
+    col = _column_named(spec, name) if name else None
+    width = next((c.width for c in spec.loaded_columns if c.column_name == col), None)
+    what = f"column {col}" if col else "a character column"
+    registered = f", {width} characters in config.ETL_Columns" if width else ""
+    if spec.width_policy == "truncate":
+        fix = ("WidthPolicy is already 'truncate' (the SELECT reads SUBSTR(column, 1, width)) and the server still "
+               "refused the row: the DBA runs dbtool on the database, option 2 'SQL Width Scan w/Fix Option', or "
+               "starts it with -SQLTruncateTooLarge OUTPUT (authorized data truncation)")
+    else:
+        fix = (f"the DBA runs dbtool on the database, option 2 'SQL Width Scan w/Fix Option' (option 1 'SQL Width & "
+               f"Date Scan w/Report Option' lists the columns first), then cbm-etl sync-columns {table}; or set "
+               f"WidthPolicy = 'truncate' for this table in config.ETL_Tables (cbm-etl add-table {table} --pk "
+               f"{','.join(spec.primary_key)} --width-policy truncate, with its other options) to load the values "
+               "cut to the width")
+    return SourceError(
+        f"table {table}: {what} holds a value longer than its SQL width (_Field._Width{registered}), so OpenEdge's "
+        f"SQL engine refuses the SELECT (the ABL does not enforce the width). Fix: {fix} {driver}")
 
 
 def filter_error(spec: TableSpec, exc: BaseException) -> SourceError:

@@ -100,6 +100,17 @@ class SourceFlavor:
         """Names of the table's decimals declared without precision, taking (schema, table); None: not known."""
         return None
 
+    def text_cut_sql(self, expr: str, width: int) -> str | None:
+        """A character value cut to ``width`` characters by the source itself (WidthPolicy=truncate), or None:
+        the value is read whole and cut after the read, counted (``transform.clean_batch``)."""
+        return None
+
+    def timestamp_tz_text_sql(self, expr: str) -> str | None:
+        """A DATETIME-TZ read as its text, offset included (``2026-03-01 10:00:00.000+02:00``): an ODBC driver
+        reading it as a timestamp would drop the offset.  None: the value is already text (SQLite).  40
+        characters hold any timestamp with its fraction and offset."""
+        return f"CAST({expr} AS VARCHAR(40))"
+
     def boundary_param(self, precision: str) -> str:
         cast = "DATE" if precision == "date" else "TIMESTAMP"
         return f"CAST({self.param} AS {cast})"
@@ -112,14 +123,9 @@ class SourceFlavor:
         describes it with a made-up scale (psqlODBC: 28,6) and the ODBC reader would cut its digits to it.
         ``decimals_as_text`` selects every decimal so (validation compares with the source's own text).
         """
-        def expression(c: ColumnSpec) -> str:
-            if c.logical_type == DECIMAL and (decimals_as_text or c.precision is None):
-                text = self.decimal_text_sql(self.quote(c.column_name))
-                if text is not None:
-                    return f"{text} AS {self.quote(c.sql_name)}"
-            return self.source_expression(c.column_name, c.sql_name)
-
-        cols = ",\n       ".join(expression(c) for c in spec.loaded_columns)
+        cut = spec.width_policy == "truncate"  # character values cut to their SQL width (text_cut_sql)
+        cols = ",\n       ".join(self.column_expression(c, decimals_as_text, truncate_to_width=cut)
+                                  for c in spec.loaded_columns)
         sql = f"SELECT {cols}\nFROM {self.qualify(schema, spec.table_name)}"
         where, params = [], []
         if window.since is not None and spec.date_modif_col:
@@ -131,6 +137,37 @@ class SourceFlavor:
         if where:
             sql += "\nWHERE " + "\n  AND ".join(where)
         return sql, params
+
+    def column_expression(self, c: ColumnSpec, decimals_as_text: bool = False, *, truncate_to_width: bool = False
+                          ) -> str:
+        """One column of a SELECT, named by its SQL name (a decimal without precision as its text, a DATETIME-TZ
+        as its text with the offset; an extent column as OpenEdge gives it, its ';'-joined text).
+        ``truncate_to_width`` (WidthPolicy=truncate): a character column with a SQL width cut to it where the
+        flavour cuts in SQL (:meth:`text_cut_sql`)."""
+        if truncate_to_width and c.extent == 0 and c.logical_type == STRING and c.width and c.width > 0:
+            cut = self.text_cut_sql(self.quote(c.column_name), int(c.width))
+            if cut is not None:
+                return f"{cut} AS {self.quote(c.sql_name)}"
+        if c.extent == 0 and c.logical_type == TIMESTAMP_TZ:
+            tz_text = self.timestamp_tz_text_sql(self.quote(c.column_name))
+            if tz_text is not None:
+                return f"{tz_text} AS {self.quote(c.sql_name)}"
+        if c.extent == 0 and c.logical_type == DECIMAL and (decimals_as_text or c.precision is None):
+            text = self.decimal_text_sql(self.quote(c.column_name))
+            if text is not None:
+                return f"{text} AS {self.quote(c.sql_name)}"
+        return self.source_expression(c.column_name, c.sql_name)
+
+    def select_keys_sql(self, spec: TableSpec, schema: str) -> tuple[str, list[str]]:
+        """The key scan of an incremental run with DeleteScan: the primary key columns of every row the table's
+        FilterClause keeps (no window: deletes can hit any row), read as the extraction reads them."""
+        cut = spec.width_policy == "truncate"
+        cols = ",\n       ".join(self.column_expression(spec.column(k), truncate_to_width=cut)
+                                  for k in spec.primary_key)
+        sql = f"SELECT {cols}\nFROM {self.qualify(schema, spec.table_name)}"
+        if spec.filter_clause:
+            sql += f"\nWHERE ({spec.filter_clause})"
+        return sql, []
 
     def count_sql(self, spec: TableSpec, schema: str, window: Window) -> tuple[str, list[str]]:
         select, params = self.select_sql(spec, schema, window)
@@ -162,6 +199,14 @@ class ProgressFlavor(SourceFlavor):
 
     def clock_sql(self) -> str:
         return "SELECT SYSTIMESTAMP FROM SYSPROGRESS.SYSCALCTABLE"
+
+    def text_cut_sql(self, expr: str, width: int) -> str | None:
+        """Progress's SQL engine refuses a row holding a value longer than the column's SQL width, so the SELECT
+        asks for at most the width (the width is an integer from the catalog, not text).  The count of cut values
+        is then unknown (the SQL engine cut them).  No Progress server runs here: pinned by a golden file; whether
+        SUBSTR is enough depends on the server, -SQLTruncateTooLarge OUTPUT is the server-side switch
+        (docs/OPERATIONS.md, "OpenEdge: SQL width and out-of-range dates")."""
+        return f"SUBSTR({expr}, 1, {int(width)})"
 
     def catalog_sql(self) -> str | None:
         # nullflag is 'Y'/'N'; width is the SQL width (characters) or the decimal precision; array_extent > 0
@@ -198,6 +243,10 @@ class PostgresFlavor(SourceFlavor):
         # unbounded VARCHAR: PostgreSQL never truncates it (a CAST to VARCHAR(n) would, silently)
         return f"CAST({expr} AS VARCHAR)"
 
+    def timestamp_tz_text_sql(self, expr: str) -> str | None:
+        # a timestamptz's text in the session's TimeZone (PostgreSQL keeps the instant, not the writer's offset)
+        return f"CAST({expr} AS VARCHAR)"
+
     def unconstrained_decimals_sql(self) -> str | None:
         # psqlODBC's SQLColumns describes an unconstrained numeric as numeric(28,6); the catalog says NULL
         return ("SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
@@ -228,6 +277,9 @@ class SqliteFlavor(SourceFlavor):
 
     def decimal_text_sql(self, expr: str) -> str | None:
         return None  # SQLite stores decimals as REAL: no exact text to read (the reader rounds to the scale)
+
+    def timestamp_tz_text_sql(self, expr: str) -> str | None:
+        return None  # SQLite keeps a DATETIME-TZ as the text it was given ('2026-03-01 10:00:00+02:00')
 
 
 FLAVORS: dict[str, type[SourceFlavor]] = {

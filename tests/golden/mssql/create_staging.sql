@@ -13,6 +13,7 @@ CREATE TABLE [stg].[order-line] (
     [ship-date] date NULL,
     [dat-mod] datetime2(3) NULL,
     [stamp-tz] datetimeoffset(3) NULL,
+    [stamp-tz_tz_offset] int NULL,
     [blob] varbinary(max) NULL,
     [hashdiff] char(64) NOT NULL,
     [ts_source] datetime2(3) NULL,

@@ -6,6 +6,8 @@ IF SCHEMA_ID(N'stg') IS NULL EXEC(N'CREATE SCHEMA [stg]');
 GO
 IF SCHEMA_ID(N'ods') IS NULL EXEC(N'CREATE SCHEMA [ods]');
 GO
+IF SCHEMA_ID(N'hist') IS NULL EXEC(N'CREATE SCHEMA [hist]');
+GO
 IF OBJECT_ID(N'[config].[ETL_Tables]', N'U') IS NULL
 CREATE TABLE [config].[ETL_Tables] (
     [TableName] nvarchar(128) NOT NULL,

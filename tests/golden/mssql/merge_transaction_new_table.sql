@@ -31,6 +31,7 @@ CREATE TABLE [ods].[order-line] (
     [ship-date] date NULL,
     [dat-mod] datetime2(3) NULL,
     [stamp-tz] datetimeoffset(3) NULL,
+    [stamp-tz_tz_offset] int NULL,
     [blob] varbinary(max) NULL,
     [hashdiff] char(64) NOT NULL,
     [ts_source] datetime2(3) NULL,
@@ -57,14 +58,15 @@ WHEN MATCHED AND o.[hashdiff] <> s.[hashdiff] THEN
         [ship-date] = s.[ship-date],
         [dat-mod] = s.[dat-mod],
         [stamp-tz] = s.[stamp-tz],
+        [stamp-tz_tz_offset] = s.[stamp-tz_tz_offset],
         [blob] = s.[blob],
         [hashdiff] = s.[hashdiff],
         [ts_source] = s.[ts_source],
         [load_ts] = s.[load_ts],
         [etl_batch] = :batch
 WHEN NOT MATCHED BY TARGET THEN
-    INSERT ([order-num], [line], [select], [desc], [long-text], [price$], [qty]]x], [rate], [big], [is-open], [ship-date], [dat-mod], [stamp-tz], [blob], [hashdiff], [ts_source], [load_ts], [etl_batch])
-    VALUES (s.[order-num], s.[line], s.[select], s.[desc], s.[long-text], s.[price$], s.[qty]]x], s.[rate], s.[big], s.[is-open], s.[ship-date], s.[dat-mod], s.[stamp-tz], s.[blob], s.[hashdiff], s.[ts_source], s.[load_ts], :batch)
+    INSERT ([order-num], [line], [select], [desc], [long-text], [price$], [qty]]x], [rate], [big], [is-open], [ship-date], [dat-mod], [stamp-tz], [stamp-tz_tz_offset], [blob], [hashdiff], [ts_source], [load_ts], [etl_batch])
+    VALUES (s.[order-num], s.[line], s.[select], s.[desc], s.[long-text], s.[price$], s.[qty]]x], s.[rate], s.[big], s.[is-open], s.[ship-date], s.[dat-mod], s.[stamp-tz], s.[stamp-tz_tz_offset], s.[blob], s.[hashdiff], s.[ts_source], s.[load_ts], :batch)
 OUTPUT $action INTO @actions;
 SET NOCOUNT OFF;
 SELECT

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cbm_luigi.model.specs import ColumnSpec, TableSpec
-from cbm_luigi.model.types import DATE, DECIMAL, INTEGER, STRING, TIMESTAMP
+from cbm_luigi.model.types import DATE, DECIMAL, INTEGER, STRING, TIMESTAMP, TIMESTAMP_TZ
 from cbm_luigi.pipeline.sources.flavors import ProgressFlavor, Window, incremental_window
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "progress"
@@ -48,13 +48,24 @@ def statements() -> dict[str, tuple[str, list[str]]]:
     date_spec = order_line(date_modif_precision="date", date_modif_col="ship_date", lookback="2d")
     filtered = order_line(filter_clause="\"order-num\" > 1000")
     no_ts = order_line(has_timestamps=False)
+    openedge_types = order_line(split_extents=True, columns=(
+        *spec.columns, ColumnSpec("dat-tz", "dat_tz", TIMESTAMP_TZ, "timestamp_timezone", position=10),
+        ColumnSpec("qte-mois", "qte_mois", DECIMAL, "decimal", precision=None, scale=None, position=11, extent=12)))
     return {
         "select_full": FLAVOR.select_sql(spec, "PUB", incremental_window(spec, "full", WM)),
+        # WidthPolicy=truncate: character columns with a SQL width read as SUBSTR(col, 1, width); not extents
+        "select_truncate_widths": FLAVOR.select_sql(order_line(width_policy="truncate"), "PUB",
+                                                    incremental_window(spec, "full", WM)),
         "select_incremental_datetime": FLAVOR.select_sql(spec, "PUB", incremental_window(spec, "incremental", WM)),
         "select_incremental_date": FLAVOR.select_sql(date_spec, "PUB", incremental_window(date_spec, "incremental", WM)),
         "select_filter_incremental": FLAVOR.select_sql(filtered, "PUB", incremental_window(filtered, "incremental", WM)),
         "select_no_timestamps": FLAVOR.select_sql(no_ts, "PUB", incremental_window(no_ts, "incremental", WM)),
         "count_incremental": FLAVOR.count_sql(spec, "PUB", incremental_window(spec, "incremental", WM)),
+        "select_keys": FLAVOR.select_keys_sql(spec, "PUB"),
+        # split extents are split after the read (pipeline/openedge.py): the whole ';'-joined text is selected,
+        # never CAST (a decimal extent is no decimal); a DATETIME-TZ as its text, offset included
+        "select_openedge_types": FLAVOR.select_sql(openedge_types, "PUB", incremental_window(spec, "full", WM)),
+        "select_keys_filter": FLAVOR.select_keys_sql(filtered, "PUB"),
         "catalog": (FLAVOR.catalog_sql() or "", ["PUB", "order-line"]),
         "clock": (FLAVOR.clock_sql(), []),
         "session_setup": (";\n".join(FLAVOR.session_setup_sql()), []),
@@ -100,6 +111,14 @@ def test_tables_without_timestamps_are_always_read_in_full() -> None:
     assert "WHERE" not in sql and params == []
     w = incremental_window(order_line(), "incremental", None)
     assert w.since is None and "never loaded" in w.reason
+
+
+def test_the_key_scan_reads_the_key_columns_of_every_filtered_row_without_window() -> None:
+    sql, params = FLAVOR.select_keys_sql(order_line(filter_clause="\"order-num\" > 1000"), "PUB")
+    assert sql.startswith('SELECT "order-num" AS "order_num",\n       "line-num" AS "line_num"\nFROM "PUB"."order-line"')
+    assert sql.endswith('\nWHERE ("order-num" > 1000)') and params == []
+    assert '"dat-mod"' not in sql and '"desc"' not in sql  # keys only, no watermark window
+    assert "WHERE" not in FLAVOR.select_keys_sql(order_line(), "PUB")[0]
 
 
 def test_quotes_inside_names_are_doubled() -> None:

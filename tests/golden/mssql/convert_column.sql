@@ -1,0 +1,1 @@
+ALTER TABLE [ods].[order-line] ALTER COLUMN [qty]]x] nvarchar(max) NULL

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM [stg].[order-line__keys]

@@ -1,0 +1,26 @@
+IF OBJECT_ID(N'[ods].[order-line]', N'U') IS NULL
+CREATE TABLE [ods].[order-line] (
+    [order-num] int NOT NULL,
+    [line] int NOT NULL,
+    [select] nvarchar(8) NULL,
+    [desc] nvarchar(4000) NULL,
+    [long-text] nvarchar(max) NULL,
+    [price$] decimal(38,10) NULL,
+    [qty]]x] decimal(9,2) NULL,
+    [rate] float NULL,
+    [big] bigint NULL,
+    [is-open] bit NULL,
+    [ship-date] date NULL,
+    [dat-mod] datetime2(3) NULL,
+    [stamp-tz] datetimeoffset(3) NULL,
+    [stamp-tz_tz_offset] int NULL,
+    [blob] varbinary(max) NULL,
+    [qty-month_1] nvarchar(60) NULL,
+    [qty-month_2] nvarchar(60) NULL,
+    [qty-month_3] nvarchar(60) NULL,
+    [hashdiff] char(64) NOT NULL,
+    [ts_source] datetime2(3) NULL,
+    [load_ts] datetime2(3) NOT NULL,
+    [etl_batch] nvarchar(64) NULL,
+    CONSTRAINT [PK_ods_order-line] PRIMARY KEY CLUSTERED ([order-num], [line])
+)

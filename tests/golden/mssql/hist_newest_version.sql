@@ -1,0 +1,1 @@
+SELECT MAX([valid_from]) FROM [hist].[order-line]

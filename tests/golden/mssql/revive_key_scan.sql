@@ -1,0 +1,1 @@
+UPDATE o SET o.[etl_deleted_ts] = NULL FROM [ods].[order-line] AS o WHERE o.[etl_deleted_ts] IS NOT NULL AND EXISTS (SELECT 1 FROM [stg].[order-line__keys] AS s WHERE s.[order-num] = o.[order-num] AND s.[line] = o.[line])

@@ -1,0 +1,3 @@
+SELECT "order-num" AS "order_num",
+       "line-num" AS "line_num"
+FROM "PUB"."order-line"
