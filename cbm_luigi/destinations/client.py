@@ -174,8 +174,7 @@ class Target:
                 widened.append(f"{col.name} -> {col.type}")
             elif change is not None:
                 if change.alter and change.widened_to:
-                    conn.execute(self.dialect.convert_column_type_sql(
-                        schema, table, ColumnDef(col.name, change.widened_to, True)))
+                    self._convert_column(conn, change, change.widened_to)
                 log.warning("%s", change.warning())
                 if type_changes is not None:
                     type_changes.append(change)
@@ -208,6 +207,23 @@ class Target:
             log.warning("%s.%s: widened column(s) %s", schema, table,
                         ", ".join(widened))
         return added
+
+    def _convert_column(self, conn: Connection, change: TypeChange, to: str) -> None:
+        """ALTER a column to its widened type; a refusal by the database (a view of the operator's own on it, a
+        value the conversion rejects) as a DataError naming the column and the fix, not the driver's words alone."""
+        try:
+            conn.execute(self.dialect.convert_column_type_sql(change.schema, change.table,
+                                                              ColumnDef(change.column, to, True)))
+        except TransientTargetError:
+            raise  # a deadlock or lock timeout: retried as any other statement
+        except TargetError as exc:
+            raise DataError(
+                f"{change.qualified} changed type in the source ({change.describe()}) and TypeChangePolicy widen "
+                f"could not alter it to {to}: {exc}; nothing was merged. Fix: drop the views or other "
+                "objects of your own that use the column (PostgreSQL refuses to alter a column a view reads), run "
+                f"again and recreate them; or alter {change.qualified} to {to} yourself, or exclude "
+                "the column (IsExcluded = 1 in config.ETL_Columns)"
+            ) from exc
 
     def _type_changes(self, schema: str, table: str, columns: Sequence[ColumnDef],
                       existing: Mapping[str, tuple[Any, ...]], keys: set[str]) -> dict[str, TypeChange]:

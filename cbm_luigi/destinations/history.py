@@ -62,8 +62,11 @@ class HistorySql(MergeSql):
                 f"{prefix}{self.quote(IS_CURRENT)} = {self.false_sql()}")
 
     def newest_version_sql(self, spec: TableSpec) -> str:
-        """The latest ``valid_from`` of the table (NULL: no version yet, the history is seeded from the ODS)."""
-        return f"SELECT MAX({self.quote(VALID_FROM)}) FROM {self.qualified(HIST, spec.sql_name)}"
+        """The latest instant the table holds, a ``valid_from`` or a ``valid_to`` (a batch that only closed versions,
+        deletes, opened none); NULL: no version yet, the history is seeded from the ODS."""
+        q, hist, at = self.quote, self.qualified(HIST, spec.sql_name), self.quote("at")
+        return (f"SELECT MAX(c.{at}) FROM (SELECT MAX({q(VALID_FROM)}) AS {at} FROM {hist} "
+                f"UNION ALL SELECT MAX({q(VALID_TO)}) FROM {hist}) AS c")
 
     def seed_history_sql(self, spec: TableSpec) -> str:
         """One current version per active ODS row, opened at ``:ts`` by ``:batch`` (history turned on, or empty)."""
@@ -84,16 +87,20 @@ class HistorySql(MergeSql):
 
     def open_versions_sql(self, spec: TableSpec) -> str:
         """A current version (from ``:ts``, by ``:batch``) for every staged key that has none: new keys, the keys
-        just closed, keys back after a delete."""
+        just closed, keys back after a delete.  With delete detection, not for a staged key its ODS row has marked
+        deleted (read by the data, gone by the key scan that follows it): it would be closed at the same instant."""
         q = self.quote
         cols = self._version_columns(spec)
         hist = self.qualified(HIST, spec.sql_name)
+        gone = (f"\nAND NOT EXISTS (SELECT 1 FROM {self.qualified('ods', spec.sql_name)} o "
+                f"WHERE {self._key_join(spec, 'o', 's')} AND o.{q(ETL_DELETED)} IS NOT NULL)"
+                if spec.delete_detection else "")
         return (f"INSERT INTO {hist} "
                 f"({', '.join(q(c) for c in [*cols, ETL_BATCH, VALID_FROM, VALID_TO, IS_CURRENT])})\n"
                 f"SELECT {', '.join('s.' + q(c) for c in cols)}, :batch, :ts, NULL, {self.true_sql()}\n"
                 f"FROM {self.qualified('stg', spec.sql_name)} s\n"
                 f"WHERE NOT EXISTS (SELECT 1 FROM {hist} h WHERE {self._key_join(spec, 'h', 's')} "
-                f"AND {self._is_current('h')})")
+                f"AND {self._is_current('h')}){gone}")
 
     def close_deleted_sql(self, spec: TableSpec) -> str:
         """Close (``valid_to = :ts``) the current versions whose ODS row is marked deleted."""

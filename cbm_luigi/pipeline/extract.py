@@ -152,6 +152,8 @@ def scan_keys(spec: TableSpec, source: Source, directory: Path, *, min_date: dat
             if better is None:
                 raise
             raise better from exc
+        except transform.ValueTooWide as exc:  # a key (any row, not only the window's) too wide: as the data read
+            raise SourceError(too_wide_message(spec, exc)) from exc
         if writer is None:
             empty = clean(pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema))
             files.append("keys-00000.parquet")

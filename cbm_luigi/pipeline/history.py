@@ -35,8 +35,8 @@ class HistoryCounts:
 
 def prepare_history(target: Target, conn: Connection, spec: TableSpec, manifest: Manifest) -> HistoryPlan:
     """Create or evolve ``hist.<table>``; seed when it holds no version.  A batch whose source clock is not
-    after the newest version (an old batch merged late, or two batches read at the same instant) is refused:
-    its versions would end before they begin."""
+    after the newest change (a version opened or closed: an old batch merged late, or two batches read at the
+    same instant) is refused: its versions would end before they begin, or overlap a closed one."""
     d = target.dialect
     validity = (VALID_FROM, VALID_TO, IS_CURRENT)
     clash = next((c for c in spec.loaded_columns if c.sql_name.lower() in validity), None)
@@ -60,8 +60,9 @@ def prepare_history(target: Target, conn: Connection, spec: TableSpec, manifest:
     if newest >= manifest.source_clock_ts:
         raise DataError(
             f"table {spec.table_name}: batch {manifest.batch} was read from the source at "
-            f"{manifest.source_clock_ts.isoformat(sep=' ')}, not after the newest version in {HIST}.{spec.sql_name} "
-            f"(valid from {newest.isoformat(sep=' ')}): its versions would end before they begin, so nothing was "
+            f"{manifest.source_clock_ts.isoformat(sep=' ')}, not after the newest change in {HIST}.{spec.sql_name} "
+            f"(a version opened or closed at {newest.isoformat(sep=' ')}): its versions would end before they "
+            "begin, so nothing was "
             f"merged. Run a new batch (cbm-etl run {spec.table_name} --batch-id <new>), which reads the source again"
         )
     return HistoryPlan(seed=False)
@@ -72,7 +73,8 @@ def record_history(conn: Connection, spec: TableSpec, manifest: Manifest, plan: 
 
     Seeding: one current version per active ODS row.  Otherwise, in order: close the current versions whose key
     is staged with another hashdiff; open one for every staged key without a current version (new, just closed,
-    back after a delete); close those whose ODS row is marked deleted.  The same staging again changes nothing.
+    back after a delete), unless its ODS row is marked deleted (gone between the data read and the key scan: no
+    version of no length); close those whose ODS row is marked deleted.  The same staging again changes nothing.
     """
     d = conn.dialect
     ts, batch = manifest.source_clock_ts, manifest.batch

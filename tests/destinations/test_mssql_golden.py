@@ -365,9 +365,10 @@ def test_history_is_written_in_the_merge_transaction_after_the_deletes_before_th
     text = merge_transaction(HIST_EXISTING, HIST_SPEC, datetime(2026, 11, 24, 2))
     body = text.split("BEGIN TRANSACTION", 1)[1]
     assert text.count("BEGIN TRANSACTION") == 1 and body.rstrip().endswith("COMMIT")
-    order = ["SELECT MAX([valid_from]) FROM [hist].[order-line]", "MERGE INTO", "UPDATE o SET o.[etl_deleted_ts]",
+    order = ["SELECT MAX([valid_from]) AS [at] FROM [hist].[order-line]", "MERGE INTO", "UPDATE o SET o.[etl_deleted_ts]",
              "UPDATE h SET h.[valid_to] = :ts, h.[is_current] = 0\nFROM [hist].[order-line] AS h",
-             "INSERT INTO [hist].[order-line]", "AND o.[etl_deleted_ts] IS NOT NULL",
+             "INSERT INTO [hist].[order-line]", "EXISTS (SELECT 1 FROM [ods].[order-line] AS o WHERE o.[order-num] "
+             "= h.[order-num] AND o.[line] = h.[line] AND o.[etl_deleted_ts] IS NOT NULL)",
              "UPDATE [config].[ETL_Tables] SET [LastSuccessTs]", "INSERT INTO [etl].[ETL_Markers]"]
     pos = 0
     for piece in order:

@@ -293,3 +293,29 @@ def test_widen_also_converts_the_history_table(pg_source: PgSource, target_url: 
         by_key.setdefault(int(key), []).append((value, bool(current)))
     assert sorted(by_key[7], key=lambda v: v[1]) == [(str(old_values[7]), False), ("12 boxes", True)]
     assert by_key[8] == [(str(old_values[8]), True)]  # the old version, converted by the database
+
+
+def test_widen_refused_by_the_database_names_the_column_and_the_fix(pg_database: str) -> None:
+    """A view of the operator's own on the ODS column: PostgreSQL refuses the ALTER; a DataError names the column,
+    both types and the fix, and the transaction leaves the column as it was (DuckDB and SQL Server views without
+    SCHEMABINDING do not hold a column's type)."""
+    target = open_target(pg_database)
+    d = target.dialect
+    integer, text = d.column_type(INTEGER), d.string_type(None)
+    with target.begin() as conn:
+        conn.execute(d.create_schema_sql("ods"))
+        target.ensure_table(conn, "ods", "t", columns(("k", integer), ("n", integer)), ["k"])
+        conn.execute(f"CREATE VIEW {d.qualified('ods', 't_report')} AS SELECT {d.quote('n')} "
+                     f"FROM {d.qualified('ods', 't')}")
+    with pytest.raises(DataError) as refused, target.begin() as conn:
+        target.ensure_table(conn, "ods", "t", columns(("k", integer), ("n", text)), ["k"],
+                            type_change_policy="widen")
+    said = str(refused.value)
+    assert said.startswith("ods.t.n changed type in the source (integer (integer) -> TEXT (text)) and "
+                           "TypeChangePolicy widen could not alter it to TEXT: "), said
+    assert "cannot alter type of a column used by a view" in said and "drop the views" in said, said
+    assert "IsExcluded = 1" in said, said
+    with target.begin() as conn:
+        kept = {str(r[0]): str(r[1]) for r in target.existing_column_types(conn, "ods", "t")}
+    assert kept == {"k": "integer", "n": "integer"}
+    target.dispose()

@@ -211,3 +211,26 @@ def test_a_table_read_in_full_by_every_run_is_compared_without_a_scan(pg_source,
     assert manifest.rows == 298 and manifest.key_files == []  # a full read: no key scan
     assert dead(deleted_keys()) == sorted(gone)
     assert merged_row("b2")["RowsDeleted"] == 2
+
+
+def test_a_key_wider_than_its_sql_width_fails_the_key_scan_naming_the_column_and_the_fix(
+        pg_source, tmp_path, monkeypatch, capsys):
+    """A key outside the window, longer than its SQL width (WidthPolicy=refuse), is caught by the key scan itself:
+    the run fails as the data read would, naming the table, the column, the width and the fixes."""
+    configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema,
+              target=f"duckdb:///{tmp_path / 'ods.duckdb'}")
+    register("--delete-scan", "--lookback", "0d")
+    assert main(["run", "fournis", "--mode", "full", "--batch", "w1"]) == 0
+    assert main(["run", "fournis", "--mode", "incremental", "--batch", "w2"]) == 0
+    assert manifest_of("w2").rows == 0 and manifest_of("w2").key_rows == 300  # the window is empty: keys only
+    target = open_target(settings().target)
+    with target.begin() as conn:  # the keys are 6 characters ('F00001')
+        conn.execute('UPDATE config."ETL_Columns" SET "CharMaxLength" = 4 WHERE "TableName" = \'fournis\' AND '
+                     '"ColumnName" = \'cod_fou\'')
+    clear_caches()
+    capsys.readouterr()
+    assert main(["run", "fournis", "--mode", "incremental", "--batch", "w3"]) == 1
+    out = capsys.readouterr().out
+    assert "table fournis: column cod_fou holds values longer than its SQL width of 4 characters" in out, out
+    assert "--width-policy truncate" in out and "cbm-etl sync-columns fournis" in out
+    assert not dead(deleted_keys())

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from helpers import log_rows
 from cbm_luigi.cli import main
 from cbm_luigi.destinations import open_target
 from cbm_luigi.errors import TargetError
+from cbm_luigi.pipeline.extract import Manifest, extract_dir
+from cbm_luigi.pipeline.history import HistoryPlan, record_history
 from cbm_luigi.store.config_tables import MetadataStore
 from cbm_luigi.tasks.context import clear_caches, settings
 from cbm_luigi.tasks.wrappers import LoadTable
@@ -192,17 +195,20 @@ def test_history_without_dimension_is_refused_by_add_table(pg_source, tmp_path, 
     assert not MetadataStore(open_target(settings().target)).table_names()  # nothing registered
 
 
-def test_a_batch_older_than_the_history_is_refused(pg_source, tmp_path, monkeypatch):
+@pytest.mark.parametrize("moved", ["valid_from", "valid_to"])
+def test_a_batch_older_than_the_history_is_refused(pg_source, tmp_path, monkeypatch, moved):
     target_url = f"duckdb:///{tmp_path / 'cbm_ods.duckdb'}"
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=target_url)
     assert main(["sync-columns", "fournis"]) == 0
     assert main(REGISTER) == 0
     assert build(LoadTable(table="fournis", mode="full", batch_id="b1")).scheduling_succeeded
-    # a version valid from a later instant than the next batch's read (an old batch merged late looks the same)
+    # a version opened (valid_from), or closed (valid_to: a batch that only saw a delete), at a later instant than
+    # the next batch's read: an old batch merged late looks the same
     target = open_target(settings().target)
     d = target.dialect
+    closed = f", {d.quote('is_current')} = FALSE" if moved == "valid_to" else ""
     with target.begin() as conn:
-        conn.execute(f"UPDATE {d.qualified('hist', 'fournis')} SET {d.quote('valid_from')} = :ts "
+        conn.execute(f"UPDATE {d.qualified('hist', 'fournis')} SET {d.quote(moved)} = :ts{closed} "
                      f"WHERE {d.quote('cod_fou')} = (SELECT MIN({d.quote('cod_fou')}) FROM "
                      f"{d.qualified('hist', 'fournis')})", {"ts": datetime(2999, 1, 1)})
     before = versions()
@@ -213,11 +219,39 @@ def test_a_batch_older_than_the_history_is_refused(pg_source, tmp_path, monkeypa
     said = done.stdout + done.stderr
     assert done.returncode == 1, said[-2000:]
     assert "table fournis: batch b2 was read from the source at" in said
-    assert "not after the newest version in hist.fournis (valid from 2999-01-01 00:00:00)" in said
+    assert ("not after the newest change in hist.fournis (a version opened or closed at 2999-01-01 00:00:00)"
+            in said)
     assert "Run a new batch (cbm-etl run fournis --batch-id <new>)" in said
     assert versions() == before
     failed = [r for r in log_rows() if r["Status"] == "failed"]
     assert failed and failed[-1]["StepName"] == "merge_ods" and failed[-1]["Batch"] == "b2"
+
+
+def test_a_staged_key_the_key_scan_no_longer_holds_opens_no_version(pg_source, tmp_path, monkeypatch):
+    """A row the data read holds but the key scan after it does not (deleted in between) is merged, then marked
+    deleted: its old version is closed and no version of no length (valid_from = valid_to) is opened."""
+    configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema,
+              target=f"duckdb:///{tmp_path / 'cbm_ods.duckdb'}")
+    assert main(["sync-columns", "fournis"]) == 0
+    assert main([*REGISTER, "--delete-scan"]) == 0
+    assert build(LoadTable(table="fournis", mode="full", batch_id="b1")).scheduling_succeeded
+    (gone,) = first_keys(pg_source, 1)
+    b1 = Manifest.read(extract_dir(settings().cache_dir, "fournis", "b1", "full"))
+    b2 = replace(b1, batch="b2", mode="incremental",
+                 source_clock=(b1.source_clock_ts + timedelta(hours=1)).isoformat())
+    target = open_target(settings().target)
+    spec = MetadataStore(target).table_spec("fournis")
+    d = target.dialect
+    key, hashdiff = d.quote("cod_fou"), d.quote("hashdiff")
+    with target.begin() as conn:  # what the merge of b2 left: staged with a new hashdiff, then marked deleted
+        conn.execute(f"UPDATE {d.qualified('stg', 'fournis')} SET {hashdiff} = :h WHERE {key} = :k",
+                     {"h": "0" * 64, "k": gone})
+        conn.execute(f"UPDATE {d.qualified('ods', 'fournis')} SET {hashdiff} = :h, {d.quote('etl_deleted_ts')} = "
+                     f":ts WHERE {key} = :k", {"h": "0" * 64, "ts": b2.source_clock_ts, "k": gone})
+        counts = record_history(conn, spec, b2, HistoryPlan(seed=False))
+    assert (counts.opened, counts.closed) == (0, 1)
+    (closed,) = of_key(versions(), gone)
+    assert not closed["is_current"] and closed["valid_to"] == b2.source_clock_ts > closed["valid_from"]
 
 
 def test_a_delete_seen_by_the_key_scan_of_an_incremental_run_closes_the_version(pg_source, tmp_path,

@@ -22,7 +22,7 @@ SELECT c.[name], TYPE_NAME(c.[user_type_id]), CASE WHEN c.[max_length] = -1 THEN
 SELECT c.[name], TYPE_NAME(c.[user_type_id]), CASE WHEN c.[max_length] = -1 THEN -1 WHEN TYPE_NAME(c.[user_type_id]) IN (N'nvarchar', N'nchar') THEN c.[max_length] / 2 ELSE c.[max_length] END, c.[precision], c.[scale] FROM sys.columns AS c WHERE c.[object_id] = OBJECT_ID(QUOTENAME(:schema) + N'.' + QUOTENAME(:table), N'U') ORDER BY c.[column_id]
 -- params: schema, table
 
-SELECT MAX([valid_from]) FROM [hist].[order-line]
+SELECT MAX(c.[at]) FROM (SELECT MAX([valid_from]) AS [at] FROM [hist].[order-line] UNION ALL SELECT MAX([valid_to]) FROM [hist].[order-line]) AS c
 
 SET NOCOUNT ON;
 DECLARE @actions TABLE ([action] nvarchar(10) NOT NULL);
@@ -70,6 +70,7 @@ INSERT INTO [hist].[order-line] ([order-num], [line], [select], [desc], [long-te
 SELECT s.[order-num], s.[line], s.[select], s.[desc], s.[long-text], s.[price$], s.[qty]]x], s.[rate], s.[big], s.[is-open], s.[ship-date], s.[dat-mod], s.[stamp-tz], s.[stamp-tz_tz_offset], s.[blob], s.[hashdiff], s.[ts_source], s.[load_ts], :batch, :ts, NULL, 1
 FROM [stg].[order-line] s
 WHERE NOT EXISTS (SELECT 1 FROM [hist].[order-line] h WHERE h.[order-num] = s.[order-num] AND h.[line] = s.[line] AND h.[is_current] = 1)
+AND NOT EXISTS (SELECT 1 FROM [ods].[order-line] o WHERE o.[order-num] = s.[order-num] AND o.[line] = s.[line] AND o.[etl_deleted_ts] IS NOT NULL)
 -- params: batch, ts
 
 UPDATE h SET h.[valid_to] = :ts, h.[is_current] = 0

@@ -79,7 +79,7 @@ CREATE TABLE [hist].[order-line] (
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE [name] = N'UX_hist_order-line_current' AND [object_id] = OBJECT_ID(N'[hist].[order-line]'))
 CREATE UNIQUE NONCLUSTERED INDEX [UX_hist_order-line_current] ON [hist].[order-line] ([order-num], [line]) WHERE [is_current] = 1
 
-SELECT MAX([valid_from]) FROM [hist].[order-line]
+SELECT MAX(c.[at]) FROM (SELECT MAX([valid_from]) AS [at] FROM [hist].[order-line] UNION ALL SELECT MAX([valid_to]) FROM [hist].[order-line]) AS c
 
 SET NOCOUNT ON;
 DECLARE @actions TABLE ([action] nvarchar(10) NOT NULL);
