@@ -42,7 +42,7 @@ class MergeCounts:
 class MergeSql(StagingSql):
     """MERGE on the primary key and soft deletes."""
 
-    # -- delete detection (full extracts of tables with DeleteDetection) ------------------------------------------
+    # -- delete detection (tables with DeleteDetection: full extracts, and key scans with DeleteScan) -------------
     def count_active_sql(self, spec: TableSpec) -> str:
         return (f"SELECT COUNT(*) FROM {self.qualified('ods', spec.sql_name)} o "
                 f"WHERE o.{self.quote(ETL_DELETED)} IS NULL")

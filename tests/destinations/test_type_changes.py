@@ -149,6 +149,15 @@ def test_refuse_names_the_column_both_types_and_the_fix(name: str, pg_source: Pg
     assert ods_state() == before  # ODS untouched, no marker for b2
     failed = [r for r in log_rows() if r["Batch"] == "b2" and r["Status"] == "failed"]
     assert failed and f"ods.produit.{case.sql_name} is {old_type}" in str(failed[-1]["ErrorMessage"])
+    if name == "int_to_text":  # the fix the message gives, then the same command again: batch b2 loads
+        fix = cbm_etl("add-table", "produit", "--pk", "cod_pro", "--date-modif-col", "dat_mod", "--type-change",
+                      "widen", cwd=tmp_path)
+        assert fix.returncode == 0, fix.stdout + fix.stderr
+        again = cbm_etl("run", "produit", "--mode", "incremental", "--batch", "b2", cwd=tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        clear_caches()
+        new_type, values = ods_column(case.sql_name)
+        assert type_family(new_type) == TEXT_FAMILY and values[NEW_KEY] == "12 boxes", (new_type, values)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -3,6 +3,7 @@ whose key is gone and revives those whose key is back, behind the same guard as 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from typing import Any
@@ -86,6 +87,14 @@ def test_an_incremental_run_with_the_key_scan_marks_deleted_rows_and_revives_ret
     assert manifest.key_files == ["keys-00000.parquet"] and manifest.key_rows == 297
     assert manifest.rows < 297  # the data read only the window; the scan read every key
     assert pq.read_table(directory / "keys-00000.parquet").column_names == ["cod_fou"]
+    # the key files take part in the extract's checks: one damaged, the cached extract is not used (read again)
+    (directory / "keys-00000.parquet").write_bytes(b"PAR1")
+    assert "keys-00000.parquet is 4 bytes, the manifest recorded" in (extract_problem(directory) or "")
+    # a manifest written before the key scan existed (no key_* fields) still loads: no key scan
+    older = {k: v for k, v in json.loads((directory / MANIFEST).read_text(encoding="utf-8")).items()
+             if not k.startswith("key_")}
+    (directory / MANIFEST).write_text(json.dumps(older), encoding="utf-8")
+    assert Manifest.read(directory).key_files == [] and Manifest.read(directory).key_rows == 0
 
     # the first key comes back with its old dat_mod: outside the incremental window, revived by the key scan
     pg_source.execute(f"INSERT INTO {t} VALUES ({', '.join(['%s'] * len(kept[0]))})", kept[0])
