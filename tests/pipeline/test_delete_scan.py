@@ -115,6 +115,7 @@ def test_without_the_key_scan_an_incremental_run_marks_nothing(pg_source, tmp_pa
     assert manifest_of("b2").key_files == []  # nothing scanned
 
 
+@pytest.mark.parametrize("target_url", ["postgresql", "mssql"], indirect=True)  # DuckDB: the same SQL path, covered by the other tests of this file (suite time)
 def test_the_guard_refuses_a_key_scan_that_would_mark_too_many_rows(pg_source, target_url, monkeypatch):
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=target_url)
     register("--delete-scan")  # DeleteGuardPct 10 %
@@ -158,6 +159,7 @@ def test_with_a_filter_clause_only_the_filtered_keys_count(pg_source, tmp_path, 
     assert merged_row("b2")["RowsDeleted"] == 2
 
 
+@pytest.mark.parametrize("target_url", ["postgresql", "mssql"], indirect=True)  # DuckDB: the same SQL path, covered by the other tests of this file (suite time)
 def test_a_killed_staging_leaves_no_keys_that_could_mark_rows_deleted(pg_source, target_url, monkeypatch):
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=target_url)
     register("--delete-scan", "--delete-guard-pct", "5")

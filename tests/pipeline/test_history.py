@@ -121,6 +121,7 @@ def test_versions_follow_changes_deletes_and_revivals(pg_source, target_url, mon
     assert len(v5) == 302 and sum(v["is_current"] for v in v5) == 300 and one_current_per_key(v5)
 
 
+@pytest.mark.parametrize("target_url", ["postgresql", "mssql"], indirect=True)  # DuckDB: the same SQL path, covered by the other tests of this file (suite time)
 def test_history_turned_on_later_is_seeded_from_the_ods(pg_source, target_url, monkeypatch):
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=target_url)
     assert main(["sync-columns", "fournis"]) == 0
@@ -155,6 +156,7 @@ def cbm(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
+@pytest.mark.parametrize("target_url", ["postgresql", "mssql"], indirect=True)  # DuckDB: the same SQL path, covered by the other tests of this file (suite time)
 def test_a_kill_after_the_merge_statements_doubles_no_version_on_rerun(pg_source, target_url, monkeypatch,
                                                                         tmp_path):
     configure(monkeypatch, source=pg_source.odbc, flavor="postgresql", schema=pg_source.schema, target=target_url)
