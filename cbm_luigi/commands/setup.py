@@ -61,6 +61,9 @@ def add_parser(sub: Any) -> None:
                    help="a date outside the target's range: null it and report the column (default), or fail")
     p.add_argument("--split-extents", action="store_true",
                    help="extent (array) fields become <col>_1 .. <col>_n instead of one ';'-joined text")
+    p.add_argument("--partitions", type=int, default=1, metavar="N",
+                   help="full loads read the table as N ranges of its first (integer) key column, over N source "
+                        "connections at most, within [resources] source_connections (default 1)")
     p.set_defaults(func=cmd_add_table)
 
     p = sub.add_parser("tables", help="list registered tables")
@@ -146,12 +149,13 @@ def cmd_add_table(args: argparse.Namespace) -> int:
         delete_detection=args.detect_deletes, delete_guard_pct=args.delete_guard_pct,
         delete_scan=args.delete_scan, keep_history=args.history, type_change_policy=args.type_change,
         width_policy=args.width_policy, out_of_range_dates=args.out_of_range_dates,
-        split_extents=args.split_extents,
+        split_extents=args.split_extents, extract_partitions=args.partitions,
     )
     clear_caches()
     mode = f"incremental on {spec.date_modif_col}" if spec.is_incremental_capable else "always full"
+    parts = f", full loads in {spec.extract_partitions} key ranges" if spec.extract_partitions > 1 else ""
     print(f"{spec.table_name}: registered -> ods.{spec.sql_name}, key ({', '.join(spec.primary_key)}), "
-          f"{mode}, priority {spec.priority}, {len(spec.loaded_columns)} columns")
+          f"{mode}{parts}, priority {spec.priority}, {len(spec.loaded_columns)} columns")
     return 0
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from cbm_luigi.errors import MetadataError
 from cbm_luigi.model.types import (
+    BIGINT,
+    DECIMAL,
     ETL_BATCH,
     ETL_DELETED,
     HASHDIFF,
@@ -116,6 +118,9 @@ class TableSpec:
     out_of_range_dates: str = "null"
     #: extent (array) columns split into <col>_1 .. <col>_n instead of one ';'-joined text
     split_extents: bool = False
+    #: a full load reads the table as this many ranges of its first key column, each over its own source
+    #: connection (docs/OPERATIONS.md, "Partitioned extraction"); 1: one SELECT
+    extract_partitions: int = 1
 
     @property
     def loaded_columns(self) -> tuple[ColumnSpec, ...]:
@@ -238,6 +243,26 @@ class SyncReport:
         return "; ".join(parts)
 
 
+
+
+#: the most key ranges a partitioned extract reads (each one is a source connection while it reads)
+MAX_EXTRACT_PARTITIONS = 32
+
+
+def check_partitions(table: str, partitions: int, key: ColumnSpec | None, *, option: str) -> None:
+    """ExtractPartitions must be 1..MAX_EXTRACT_PARTITIONS, and above 1 the first key column an integer: a
+    partitioned extract splits the table into ranges of it (docs/OPERATIONS.md, "Partitioned extraction")."""
+    if not 1 <= partitions <= MAX_EXTRACT_PARTITIONS:
+        raise MetadataError(f"table {table}: {option} {partitions} must be between 1 (one SELECT) and "
+                            f"{MAX_EXTRACT_PARTITIONS}")
+    if partitions == 1 or key is None:
+        return
+    if key.extent or not (key.logical_type in (INTEGER, BIGINT) or (key.logical_type == DECIMAL and key.scale == 0)):
+        raise MetadataError(
+            f"table {table}: {option} {partitions} splits the table into ranges of its first key column, which "
+            f"must be an integer; {key.column_name} is {key.source_type or key.logical_type}: put an integer key "
+            f"column first (cbm-etl add-table {table} --pk <integer column>,... --partitions {partitions}), or read "
+            f"it over one connection (--partitions 1)")
 
 
 def default_priority(notes: Any, is_dimension: bool, is_fact: bool) -> str:

@@ -26,6 +26,7 @@ from cbm_luigi.model.specs import (
     ColumnSpec,
     SyncReport,
     TableSpec,
+    check_partitions,
     default_priority,
     parse_lookback,
     stored_columns,
@@ -142,6 +143,9 @@ class MetadataStore:
                                 f"key scan feeds delete detection): set both, or run cbm-etl add-table {table} ... "
                                 "--detect-deletes --delete-scan")
         stored_columns(table, columns, truthy(r["SplitExtents"]))  # extent elements, offsets: no name clash
+        partitions = int(r["ExtractPartitions"]) if r["ExtractPartitions"] is not None else 1
+        check_partitions(table, partitions, next(c for c in columns if c.sql_name == pk[0]),
+                         option="config.ETL_Tables.ExtractPartitions")
         return TableSpec(
             table_name=table,
             sql_name=str(r["SqlName"]),
@@ -165,6 +169,7 @@ class MetadataStore:
             width_policy=policy("WidthPolicy", WIDTH_POLICIES, "--width-policy"),
             out_of_range_dates=policy("OutOfRangeDates", OUT_OF_RANGE_POLICIES, "--out-of-range-dates"),
             split_extents=truthy(r["SplitExtents"]),
+            extract_partitions=partitions,
             notes=r["Notes"],
             columns=columns,
         )
@@ -302,6 +307,7 @@ class MetadataStore:
         width_policy: str = "refuse",
         out_of_range_dates: str = "null",
         split_extents: bool = False,
+        extract_partitions: int = 1,
     ) -> TableSpec:
         """Insert or update the config.ETL_Tables row; columns must be synced first.  Returns the spec."""
         cols = self.column_specs(table_name)
@@ -327,6 +333,9 @@ class MetadataStore:
             raise MetadataError(f"table {table_name}: --delete-scan needs --detect-deletes (the key scan feeds "
                                 "delete detection): add --detect-deletes")
         stored_columns(table_name, cols, split_extents)  # refused before anything is written
+        first_key = match_name(primary_key[0], pairs) if primary_key else None
+        check_partitions(table_name, extract_partitions, next((c for c in cols if c.column_name == first_key), None),
+                         option="--partitions")
         if keep_history and not is_dimension:
             raise MetadataError(f"table {table_name}: --history (SCD2 versions in hist.{sql_safe(table_name)}) is for "
                                 "dimensions: add --dimension, or leave --history out")
@@ -349,7 +358,7 @@ class MetadataStore:
             "DeleteDetection": delete_detection, "DeleteGuardPct": delete_guard_pct,
             "DeleteScan": delete_scan, "KeepHistory": keep_history, "TypeChangePolicy": type_change_policy,
             "WidthPolicy": width_policy, "OutOfRangeDates": out_of_range_dates, "SplitExtents": split_extents,
-            "UpdatedTs": now,
+            "ExtractPartitions": extract_partitions, "UpdatedTs": now,
         }
         keys = list(values)
         with self.target.begin() as conn:

@@ -35,6 +35,7 @@ ETL_TABLES = MetaTable(
         _c("LastProfilingTs", TIMESTAMP), _c("CreatedTs", TIMESTAMP), _c("UpdatedTs", TIMESTAMP),
         _c("DeleteScan", BOOLEAN), _c("KeepHistory", BOOLEAN), _c("TypeChangePolicy", STRING, 10),
         _c("WidthPolicy", STRING, 10), _c("OutOfRangeDates", STRING, 10), _c("SplitExtents", BOOLEAN),
+        _c("ExtractPartitions", INTEGER),
     ),
     ("TableName",),
 )

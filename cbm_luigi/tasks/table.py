@@ -7,6 +7,7 @@ import multiprocessing
 import re
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,17 @@ from cbm_luigi.pipeline.extract import (
 )
 from cbm_luigi.pipeline.isolation import CAN_FORK, crash_message, crash_point, run_isolated, signal_name
 from cbm_luigi.pipeline.merge import merge
+from cbm_luigi.pipeline.partitions import (
+    PartitionPlan,
+    bounds_path,
+    combine_parts,
+    part_dir,
+    plan_partitions,
+    write_plan,
+)
 from cbm_luigi.pipeline.retry import SourceBreaker, call_with_retry, is_transient, probe_source
 from cbm_luigi.pipeline.sources import open_source
-from cbm_luigi.pipeline.sources.flavors import incremental_window
+from cbm_luigi.pipeline.sources.flavors import Window, incremental_window
 from cbm_luigi.pipeline.stage import stage, staging_while_extracting
 from cbm_luigi.store import runlog
 from cbm_luigi.store.config_tables import MetadataStore
@@ -155,12 +164,34 @@ def _log_process_death(task: TableStep, error_msg: str) -> None:
 
 
 class ExtractParquet(TableStep):
-    """Source rows of the batch's window -> snappy parquet with hashdiff and technical columns."""
+    """Source rows of the batch's window -> snappy parquet with hashdiff and technical columns.
+
+    A table with ExtractPartitions N > 1, in a full load, is read by N :class:`ExtractPart` tasks (one source
+    connection each) and this task only combines their files (pipeline/partitions.py): it holds no source
+    connection then."""
 
     step_name = "extract"
-    resources = {"source_connections": 1}  # noqa: RUF012 - Luigi reads a class attribute
+
+    @property
+    def partitions(self) -> int:
+        """How many key ranges this extract is read as (1: one SELECT).  Only full loads are partitioned: an
+        incremental window is a small read."""
+        if self.mode != "full":
+            return 1
+        try:
+            return self.spec.extract_partitions
+        except Exception:  # noqa: BLE001 - an unknown table fails in run(), with its message
+            return 1
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        return {} if self.partitions > 1 else {"source_connections": 1}
 
     def requires(self) -> list[luigi.Task]:
+        if self.partitions > 1:
+            return [ExtractPart(table=self.table, mode=self.mode, batch_id=self.batch_id,
+                                after_critical=self.after_critical, part=i, parts=self.partitions)
+                    for i in range(self.partitions)]
         if not self.after_critical:
             return []
         return [CriticalGate(mode=self.mode, batch_id=self.batch_id)]
@@ -171,80 +202,181 @@ class ExtractParquet(TableStep):
     def complete(self) -> bool:
         """Done when the manifest is there and its files match it (sizes, parquet footers, rows).  An unusable
         extract of a batch not yet merged (a corrupt or truncated file) is removed, so this run extracts again."""
-        path = self.extract_path()
-        if not (path / MANIFEST).exists():
-            return False
-        problem = extract_problem(path)
-        if problem is None or MarkerTarget(settings().target, self.table, self.batch_id).exists():
-            return True
-        log.warning("%s: the extract %s is unusable (%s): removed, extracting it again", self.table, path, problem)
-        shutil.rmtree(path, ignore_errors=True)
-        return False
+        return sound_extract(self.extract_path(), self.table, self.batch_id)
 
     def run(self) -> None:
         step_started = runlog.now()  # the table's flow starts here (its duration: docs/OPERATIONS.md, Durations)
         spec = self.spec
         tgt = target()
+        if self.partitions > 1:
+            plan = PartitionPlan.read(bounds_path(self.extract_path(), self.partitions))
+            self.status(f"{spec.table_name}: combining {plan.parts} partitions")
+            manifest = combine_parts(spec, plan, self.extract_path(), batch=self.batch_id, mode=self.mode,
+                                     run_id=runlog.RUN_ID)
+            self.status(f"{spec.table_name}: {manifest.rows:,} rows extracted in {plan.parts} partitions")
+        else:
+            s = settings()
+            check_cache_dir(s.cache_dir)  # a cache that is a file or read-only: name CBM_CACHE_DIR (luigi too)
+            SourceBreaker.for_run(s).check(probe=lambda: probe_source(s))  # a source already known down: fail now
+            store = MetadataStore(tgt)
+            watermark = call_with_retry(lambda: store.watermark(spec.table_name),
+                                        what=f"{spec.table_name}: watermark", dialect=tgt.dialect,
+                                        on_retry=self.retrying)
+            window = incremental_window(spec, self.mode, watermark)
+            progress = ExtractProgress(self, spec.table_name)
+            manifest = read_extract(self, spec, window, self.extract_path(), progress=progress,
+                                    step_started=step_started, stage=True)
+            progress.done(manifest.rows, manifest.extract_seconds)
+        log_extract(self, spec, manifest)
+
+
+def sound_extract(path: Path, table: str, batch_id: str) -> bool:
+    """An extract (or a part of one) is complete when its manifest is there and its files match it; an unusable
+    one of a batch not yet merged is removed, so that this run reads it again."""
+    if not (path / MANIFEST).exists():
+        return False
+    problem = extract_problem(path)
+    if problem is None or MarkerTarget(settings().target, table, batch_id).exists():
+        return True
+    log.warning("%s: the extract %s is unusable (%s): removed, extracting it again", table, path, problem)
+    shutil.rmtree(path, ignore_errors=True)
+    return False
+
+
+def read_extract(task: TableStep, spec: TableSpec, window: Window, out_dir: Path, *, progress: ExtractProgress,
+                 step_started: datetime, stage: bool) -> Manifest:
+    """Read ``window`` of the table into the extract ``out_dir``: in a child process (a driver crash fails this
+    table only), transient errors retried, the source breaker told of a failure.  ``stage``: load staging while
+    extracting where the target streams (PostgreSQL COPY); a part of a partitioned extract does not."""
+    tgt = target()
+    s = settings()
+    breaker = SourceBreaker.for_run(s)
+
+    def attempt() -> Manifest:
+        breaker.check(probe=lambda: probe_source(s))  # another table may have found the source down
+        # PostgreSQL: staging is loaded (COPY) while the extract is written, committed once it is complete.
+        # target(), not tgt: in the extract's own process, an engine of its own (never the parent's pool)
+        with open_source(s) as source, staging_while_extracting(target(), spec, stage and s.stage_while_extracting
+                                                                ) as sink:
+            progress.start(source, spec, window)
+            manifest = extract_to_parquet(
+                spec, source, window=window, out_dir=out_dir, batch=task.batch_id, mode=task.mode,
+                run_id=runlog.RUN_ID, min_date=tgt.dialect.min_date, max_date=tgt.dialect.max_date,
+                batch_rows=s.extract_batch_rows, rows_per_file=s.rows_per_parquet_file, progress=progress,
+                workers=s.transform_workers, sink=sink, step_started=step_started,
+            )
+            if sink is not None:
+                sink.commit(manifest, manifest.paths(out_dir))
+            return manifest
+
+    def isolated() -> Manifest:
+        """The read in a child process (pipeline/isolation.py): a crash of the ODBC driver fails this table
+        only, as DriverCrashError (not retried: run again)."""
+        if not (CAN_FORK and cbm_option("isolate_extracts", True)):
+            return attempt()
+        # Luigi's fork_lock keeps the fork away from the keep-alive thread's ping; a Luigi task process
+        # (--workers N) has no such thread, and its copy of the lock was taken by the fork that made it
+        in_task_process = multiprocessing.parent_process() is not None
+        return run_isolated(attempt, table=spec.table_name,
+                            lock=None if in_task_process else luigi.worker.fork_lock)
+
+    try:
+        return call_with_retry(isolated, what=f"{spec.table_name}: extract", on_retry=task.retrying)
+    except Exception as exc:
+        breaker.record_failure(spec.table_name, exc, probe=lambda: probe_source(s))
+        raise
+
+
+def log_extract(task: TableStep, spec: TableSpec, manifest: Manifest) -> None:
+    """The extract's and the transform's rows in etl.ETL_Log, with the 0-row and cleaning warnings."""
+    tgt = target()
+    empty = empty_full_extract_warning(tgt, spec, manifest)  # kept in the run log: the summary shows it
+    # dates nulled (OutOfRangeDates=null) and values cut to their SQL width (WidthPolicy=truncate): the same
+    cleaned = cleaning_warning(spec, manifest, tgt.dialect.min_date, tgt.dialect.max_date)
+    warnings = "\n".join(w for w in (empty, cleaned) if w) or None
+
+    def write_log() -> None:
+        with tgt.begin() as conn:
+            runlog.write_log(conn, spec.table_name, "extract", "success", batch=task.batch_id, mode=task.mode,
+                             rows=manifest.rows, duration=manifest.extract_seconds - manifest.transform_seconds,
+                             error=warnings)
+            runlog.write_log(conn, spec.table_name, "transform", "success", batch=task.batch_id, mode=task.mode,
+                             rows=manifest.rows, duration=manifest.transform_seconds,
+                             error=str(manifest.cleaning) if any(manifest.cleaning.values()) else None)
+
+    call_with_retry(write_log, what=f"{spec.table_name}: run log", dialect=tgt.dialect, on_retry=task.retrying)
+
+
+class PartitionBounds(TableStep):
+    """The plan of a partitioned full load (pipeline/partitions.py): the source's clock, MIN and MAX of the first
+    key column, the ranges of the parts.  One source connection, briefly."""
+
+    step_name = "extract"
+    parts = luigi.IntParameter(description="number of key ranges")
+    resources = {"source_connections": 1}  # noqa: RUF012 - Luigi reads a class attribute
+
+    def requires(self) -> list[luigi.Task]:
+        if not self.after_critical:
+            return []
+        return [CriticalGate(mode=self.mode, batch_id=self.batch_id)]
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(bounds_path(self.extract_path(), self.parts)))
+
+    def run(self) -> None:
+        started = runlog.now()
+        spec = self.spec
         s = settings()
-        store = MetadataStore(tgt)
-        check_cache_dir(s.cache_dir)  # a cache that is a file or read-only: name CBM_CACHE_DIR (luigi command too)
+        check_cache_dir(s.cache_dir)
         breaker = SourceBreaker.for_run(s)
-        breaker.check(probe=lambda: probe_source(s))  # a source already known down: fail at once
-        watermark = call_with_retry(lambda: store.watermark(spec.table_name), what=f"{spec.table_name}: watermark",
-                                    dialect=tgt.dialect, on_retry=self.retrying)
-        window = incremental_window(spec, self.mode, watermark)
-        progress = ExtractProgress(self, spec.table_name)
+        breaker.check(probe=lambda: probe_source(s))
+        window = incremental_window(spec, self.mode, None)  # only full loads are partitioned
+        self.status(f"{spec.table_name}: planning {self.parts} key ranges")
 
-        def attempt() -> Manifest:
-            breaker.check(probe=lambda: probe_source(s))  # another table may have found the source down
-            # PostgreSQL: staging is loaded (COPY) while the extract is written, committed once it is complete.
-            # target(), not tgt: in the extract's own process, an engine of its own (never the parent's pool)
-            with open_source(s) as source, staging_while_extracting(target(), spec, s.stage_while_extracting
-                                                                    ) as sink:
-                progress.start(source, spec, window)
-                manifest = extract_to_parquet(
-                    spec, source, window=window, out_dir=self.extract_path(), batch=self.batch_id, mode=self.mode,
-                    run_id=runlog.RUN_ID, min_date=tgt.dialect.min_date, max_date=tgt.dialect.max_date,
-                    batch_rows=s.extract_batch_rows, rows_per_file=s.rows_per_parquet_file, progress=progress,
-                    workers=s.transform_workers, sink=sink, step_started=step_started,
-                )
-                if sink is not None:
-                    sink.commit(manifest, manifest.paths(self.extract_path()))
-                return manifest
-
-        def isolated() -> Manifest:
-            """The read in a child process (pipeline/isolation.py): a crash of the ODBC driver fails this table
-            only, as DriverCrashError (not retried: run again)."""
-            if not (CAN_FORK and cbm_option("isolate_extracts", True)):
-                return attempt()
-            # Luigi's fork_lock keeps the fork away from the keep-alive thread's ping; a Luigi task process
-            # (--workers N) has no such thread, and its copy of the lock was taken by the fork that made it
-            in_task_process = multiprocessing.parent_process() is not None
-            return run_isolated(attempt, table=spec.table_name,
-                                lock=None if in_task_process else luigi.worker.fork_lock)
+        def attempt() -> PartitionPlan:
+            with open_source(s) as source:
+                return plan_partitions(spec, source, window, self.parts, started=started)
 
         try:
-            manifest = call_with_retry(isolated, what=f"{spec.table_name}: extract", on_retry=self.retrying)
+            plan = call_with_retry(attempt, what=f"{spec.table_name}: partition bounds", on_retry=self.retrying)
         except Exception as exc:
             breaker.record_failure(spec.table_name, exc, probe=lambda: probe_source(s))
             raise
+        write_plan(plan, Path(self.output().path))
+        self.status(f"{spec.table_name}: {self.parts} key ranges of {plan.key_column} ({plan.key_min}.."
+                    f"{plan.key_max})")
+
+
+class ExtractPart(TableStep):
+    """One key range of a partitioned full load, read over its own source connection into a part of the extract;
+    a part already read (by this run, an earlier one or another host) is not read again."""
+
+    step_name = "extract"
+    part = luigi.IntParameter(description="0-based index of the key range")
+    parts = luigi.IntParameter(description="number of key ranges")
+    resources = {"source_connections": 1}  # noqa: RUF012 - Luigi reads a class attribute
+
+    def requires(self) -> PartitionBounds:
+        return PartitionBounds(table=self.table, mode=self.mode, batch_id=self.batch_id,
+                               after_critical=self.after_critical, parts=self.parts)
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(part_dir(self.extract_path(), self.part, self.parts) / MANIFEST))
+
+    def complete(self) -> bool:
+        if ExtractParquet(table=self.table, mode=self.mode, batch_id=self.batch_id).complete():
+            return True  # already combined (its folder is gone)
+        return sound_extract(part_dir(self.extract_path(), self.part, self.parts), self.table, self.batch_id)
+
+    def run(self) -> None:
+        spec = self.spec
+        plan = PartitionPlan.read(bounds_path(self.extract_path(), self.parts))
+        label = f"{spec.table_name} part {self.part + 1}/{self.parts}"
+        progress = ExtractProgress(self, label)
+        manifest = read_extract(self, spec, plan.part_window(self.part),
+                                part_dir(self.extract_path(), self.part, self.parts), progress=progress,
+                                step_started=datetime.fromisoformat(plan.started), stage=False)
         progress.done(manifest.rows, manifest.extract_seconds)
-
-        empty = empty_full_extract_warning(tgt, spec, manifest)  # kept in the run log: the summary shows it
-        # dates nulled (OutOfRangeDates=null) and values cut to their SQL width (WidthPolicy=truncate): the same
-        cleaned = cleaning_warning(spec, manifest, tgt.dialect.min_date, tgt.dialect.max_date)
-        warnings = "\n".join(w for w in (empty, cleaned) if w) or None
-
-        def write_log() -> None:
-            with tgt.begin() as conn:
-                runlog.write_log(conn, spec.table_name, "extract", "success", batch=self.batch_id, mode=self.mode,
-                                 rows=manifest.rows, duration=manifest.extract_seconds - manifest.transform_seconds,
-                                 error=warnings)
-                runlog.write_log(conn, spec.table_name, "transform", "success", batch=self.batch_id, mode=self.mode,
-                                 rows=manifest.rows, duration=manifest.transform_seconds,
-                                 error=str(manifest.cleaning) if any(manifest.cleaning.values()) else None)
-
-        call_with_retry(write_log, what=f"{spec.table_name}: run log", dialect=tgt.dialect, on_retry=self.retrying)
 
 
 class ExtractProgress:

@@ -227,6 +227,9 @@ class OdbcSource(Source):
 
     def read_batches(self, sql: str, params: Sequence[str], schema: pa.Schema, batch_rows: int
                      ) -> Iterator[pa.RecordBatch]:
+        # the clock's and the count's connection is closed before the read opens its own: an extract holds one
+        # source connection at a time, so [resources] source_connections caps connections, not only tasks
+        self.close()
         reader = self.open_reader(sql, params, batch_rows, schema)
         try:
             for batch in reader:

@@ -39,6 +39,12 @@ class Window:
     since: datetime | None
     precision: str = "datetime"
     reason: str = "full"
+    #: one partition of a partitioned extract (pipeline/partitions.py): rows whose key column (its source name)
+    #: is >= key_low and < key_high (None: no bound on that side); key_nulls also reads the rows whose key is NULL
+    key_column: str | None = None
+    key_low: int | None = None
+    key_high: int | None = None
+    key_nulls: bool = False
 
     def boundary_text(self) -> str | None:
         if self.since is None:
@@ -115,6 +121,33 @@ class SourceFlavor:
         cast = "DATE" if precision == "date" else "TIMESTAMP"
         return f"CAST({self.param} AS {cast})"
 
+    def key_param(self) -> str:
+        """A partition's key bound (bound as text, like every parameter of the ODBC reader)."""
+        return f"CAST({self.param} AS BIGINT)"
+
+    def key_range_where(self, window: Window) -> tuple[list[str], list[str]]:
+        """The predicates and parameters of a partition's key range (none for an unpartitioned window)."""
+        if window.key_column is None:
+            return [], []
+        k = self.quote(window.key_column)
+        where, params = [], []
+        if window.key_low is not None:
+            where.append(f"{k} >= {self.key_param()}")
+            params.append(str(window.key_low))
+        if window.key_high is not None:
+            below = f"{k} < {self.key_param()}"
+            where.append(f"({below} OR {k} IS NULL)" if window.key_nulls else below)
+            params.append(str(window.key_high))
+        return where, params
+
+    def key_bounds_sql(self, spec: TableSpec, schema: str, window: Window, key_column: str
+                       ) -> tuple[str, str, list[str]]:
+        """MIN and MAX of a key column over what the window reads (two statements: one value each)."""
+        select, params = self.select_sql(spec, schema, window)
+        rest = select[select.index("\nFROM "):]
+        k = self.quote(key_column)
+        return f"SELECT MIN({k})" + rest, f"SELECT MAX({k})" + rest, params
+
     def select_sql(self, spec: TableSpec, schema: str, window: Window, decimals_as_text: bool = False
                    ) -> tuple[str, list[str]]:
         """The extraction SELECT and its parameters.
@@ -134,6 +167,9 @@ class SourceFlavor:
             params.append(window.boundary_text() or "")
         if spec.filter_clause:
             where.append(f"({spec.filter_clause})")
+        key_where, key_params = self.key_range_where(window)
+        where += key_where
+        params += key_params
         if where:
             sql += "\nWHERE " + "\n  AND ".join(where)
         return sql, params

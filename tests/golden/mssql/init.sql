@@ -37,6 +37,7 @@ CREATE TABLE [config].[ETL_Tables] (
     [WidthPolicy] nvarchar(10) NULL,
     [OutOfRangeDates] nvarchar(10) NULL,
     [SplitExtents] bit NULL,
+    [ExtractPartitions] int NULL,
     CONSTRAINT [PK_config_ETL_Tables] PRIMARY KEY CLUSTERED ([TableName])
 );
 GO

@@ -15,6 +15,7 @@ import pytest
 
 from cbm_luigi.model.specs import ColumnSpec, TableSpec
 from cbm_luigi.model.types import DATE, DECIMAL, INTEGER, STRING, TIMESTAMP, TIMESTAMP_TZ
+from cbm_luigi.pipeline.partitions import PartitionPlan, split_range
 from cbm_luigi.pipeline.sources.flavors import ProgressFlavor, Window, incremental_window
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "progress"
@@ -51,6 +52,10 @@ def statements() -> dict[str, tuple[str, list[str]]]:
     openedge_types = order_line(split_extents=True, columns=(
         *spec.columns, ColumnSpec("dat-tz", "dat_tz", TIMESTAMP_TZ, "timestamp_timezone", position=10),
         ColumnSpec("qte-mois", "qte_mois", DECIMAL, "decimal", precision=None, scale=None, position=11, extent=12)))
+    full = incremental_window(spec, "full", WM)
+    part = PartitionPlan(table="order-line", parts=3, key_column="order-num", key_min=1, key_max=3000,
+                         bounds=split_range(1, 3000, 3), source_clock=WM.isoformat(), started=WM.isoformat(),
+                         window_since=None, window_precision=full.precision, window_reason=full.reason)
     return {
         "select_full": FLAVOR.select_sql(spec, "PUB", incremental_window(spec, "full", WM)),
         # WidthPolicy=truncate: character columns with a SQL width read as SUBSTR(col, 1, width); not extents
@@ -66,6 +71,13 @@ def statements() -> dict[str, tuple[str, list[str]]]:
         # never CAST (a decimal extent is no decimal); a DATETIME-TZ as its text, offset included
         "select_openedge_types": FLAVOR.select_sql(openedge_types, "PUB", incremental_window(spec, "full", WM)),
         "select_keys_filter": FLAVOR.select_keys_sql(filtered, "PUB"),
+        # partitioned extraction (pipeline/partitions.py): MIN / MAX of the first key over the FilterClause, then
+        # each part's key range bound as BIGINT; the first part also reads NULL keys (refused by the key check)
+        "partition_min": (FLAVOR.key_bounds_sql(filtered, "PUB", full, "order-num")[0], []),
+        "partition_max": (FLAVOR.key_bounds_sql(filtered, "PUB", full, "order-num")[1], []),
+        "select_partition_first": FLAVOR.select_sql(filtered, "PUB", part.part_window(0)),
+        "select_partition_middle": FLAVOR.select_sql(filtered, "PUB", part.part_window(1)),
+        "select_partition_last": FLAVOR.select_sql(filtered, "PUB", part.part_window(2)),
         "catalog": (FLAVOR.catalog_sql() or "", ["PUB", "order-line"]),
         "clock": (FLAVOR.clock_sql(), []),
         "session_setup": (";\n".join(FLAVOR.session_setup_sql()), []),

@@ -1,0 +1,3 @@
+SELECT MAX("order-num")
+FROM "PUB"."order-line"
+WHERE ("order-num" > 1000)
