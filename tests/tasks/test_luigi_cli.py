@@ -131,10 +131,12 @@ def test_every_task_parameter_works_bare_on_the_luigi_command_line():
     assert {t: sorted(p) for t, p in params.items()} == {
         "CriticalGate": ["batch_id", "mode"],
         "ExtractParquet": ["after_critical", "batch_id", "mode", "table"],
+        "ExtractPart": ["after_critical", "batch_id", "mode", "part", "parts", "table"],
         "LoadAll": ["batch_id", "continue_on_error", "mode"],
         "LoadStaging": ["after_critical", "batch_id", "mode", "table"],
         "LoadTable": ["batch_id", "mode", "table"],
         "MergeOds": ["after_critical", "batch_id", "mode", "table"],
+        "PartitionBounds": ["after_critical", "batch_id", "mode", "parts", "table"],
         "TableStep": ["after_critical", "batch_id", "mode", "table"],
     }
     clashes = {f"{t}.{p}": c for t, ps in params.items() for p, c in ps.items() if c}
