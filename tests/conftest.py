@@ -106,7 +106,10 @@ def pg_source(pg_conninfo: str, odbc_driver: str) -> Iterator[PgSource]:
     from cbm_luigi.demo import data as demo_data
 
     schema = f"PUB_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_conninfo, autocommit=True) as c:
+    with psycopg.connect(pg_conninfo, autocommit=True) as c, c.transaction():
+        # one CREATE OR REPLACE VIEW at a time: two test processes (pytest -n 2) replacing the same view together
+        # fail with "tuple concurrently updated"
+        c.execute("SELECT pg_advisory_xact_lock(hashtext('cbm-luigi tests: sysprogress'))")
         c.execute(PROGRESS_EMULATION)
     demo_data.create_postgres_source(pg_conninfo, schema=schema)
     p = pg_params(pg_conninfo)

@@ -97,10 +97,29 @@ def _payload(fn: Callable[[], Any], table: str) -> bytes:
             return pickle.dumps(("text", f"{type(exc).__name__}: {exc}", transient, tb))
 
 
+_WARMED: set[int] = set()
+
+
+def warm_up() -> None:
+    """What every extract initializes on first use, done once in this process before it forks: a forked child
+    inherits it instead of paying for it again.  pyarrow's compute functions cost ~0.2-0.5 s at their first call
+    (per process), arrow-odbc's import ~0.1 s: 100 extracts in one process paid it 100 times."""
+    if os.getpid() in _WARMED:
+        return
+    _WARMED.add(os.getpid())
+    import pyarrow as pa  # deferred: only where an extract runs
+    import pyarrow.compute as pc  # deferred: only where an extract runs
+
+    pc.utf8_length(pa.array(["warm-up"]))
+    with contextlib.suppress(ImportError):  # no unixODBC: the extract itself says so, with the fix
+        import arrow_odbc  # noqa: F401  # deferred: the ODBC driver manager loads only where ODBC is used
+
+
 def run_isolated(fn: Callable[[], T], *, table: str, lock: Any = None) -> T:
     """``fn()`` run in a forked child; its result, or its exception re-raised here; a child dead by a signal (or
     without a result) raises :class:`DriverCrashError` naming ``table``.  ``lock`` (Luigi's ``fork_lock``: no fork in the
     middle of the keep-alive thread's ping) is held while forking, when it can be taken within 5 s."""
+    warm_up()
     parent = os.getpid()
     read_fd, write_fd = os.pipe()
     # A process forked while its parent held the lock has a copy locked for ever: waited for 5 s at most (the

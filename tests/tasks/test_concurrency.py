@@ -5,9 +5,11 @@ whose marker already exists returns "already loaded" without touching the ODS.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,12 +32,17 @@ def env() -> dict[str, str]:
 def start_runs(batch: str, *extra: str, n: int = 2) -> list[subprocess.CompletedProcess[str]]:
     """``n`` ``cbm-etl run --all --mode full --batch-id batch`` started at the same moment."""
     cmd = [sys.executable, "-m", "cbm_luigi.cli", "run", "--all", "--mode", "full", "--batch-id", batch, *extra]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(n)]
-    out = []
-    for p in procs:
-        stdout, _ = p.communicate(timeout=300)
-        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, ""))
+    # each run's output into a file of its own: a pipe read after another run's would block a run whose output
+    # passed the pipe's 64 KB (while the other waits for it, through the central scheduler)
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8")) for _ in range(n)]
+        procs = [subprocess.Popen(cmd, cwd=REPO, env=env(), stdout=f, stderr=subprocess.STDOUT, text=True)
+                 for f in files]
+        out = []
+        for p, f in zip(procs, files, strict=True):
+            p.wait(timeout=300)
+            f.seek(0)
+            out.append(subprocess.CompletedProcess(p.args, p.returncode, f.read(), ""))
     return out
 
 
