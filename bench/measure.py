@@ -83,8 +83,9 @@ class RawRead:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def raw_read(spec: Any, settings: Any) -> RawRead:
-    """Connect, run the full-window extraction SELECT, fetch every batch into Arrow, drop it."""
+def raw_read(spec: Any, settings: Any, window: Any = None) -> RawRead:
+    """Connect, run the extraction SELECT of ``window`` (default: the full window), fetch every batch into Arrow,
+    drop it.  With the window of an incremental run, this is the source's own share of that run."""
     from cbm_luigi.pipeline.extract import source_schema
     from cbm_luigi.pipeline.sources import OdbcSource, open_source
     from cbm_luigi.pipeline.sources.flavors import Window
@@ -93,7 +94,7 @@ def raw_read(spec: Any, settings: Any) -> RawRead:
     source = open_source(settings)
     if not isinstance(source, OdbcSource):
         raise SystemExit("the benchmark's source must be ODBC")
-    sql, params = source.flavor.select_sql(spec, source.schema, Window(None))
+    sql, params = source.flavor.select_sql(spec, source.schema, window if window is not None else Window(None))
     rows = batches = 0
     try:
         for batch in source.open_reader(sql, params, settings.extract_batch_rows, source_schema(spec)):
@@ -123,6 +124,8 @@ class Run:
     updated: int | None = None
     log_rows: int = 0
     cpu_seconds: float = 0.0  # user + system CPU of the luigi process (the servers' CPU is not in it)
+    load_average: str = ""  # the machine's 1-minute load average when the run ended
+    tables: int | None = None  # tables merged (a cbm-etl run --all)
 
     def rate(self, rows: int | None = None) -> float | None:
         n = self.rows if rows is None else rows
@@ -137,13 +140,26 @@ def luigi_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "luigi"]
 
 
+def cbm_etl_command() -> list[str]:
+    """The ``cbm-etl`` console script beside this interpreter (else ``python -c`` of its entry point)."""
+    exe = Path(sys.executable).with_name("cbm-etl")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "import sys; from cbm_luigi.cli import main; sys.exit(main())"]
+
+
 def run_luigi(label: str, task_args: list[str], env: Mapping[str, str], workdir: Path) -> Run:
     """Run ``luigi --module cbm_luigi.tasks <task_args> --local-scheduler`` under bench/launch.py."""
+    return run_command(label, [*luigi_command(), "--module", "cbm_luigi.tasks", *task_args, "--local-scheduler"],
+                       env, workdir)
+
+
+def run_command(label: str, cmd: list[str], env: Mapping[str, str], workdir: Path) -> Run:
+    """Run ``cmd`` (a ``luigi`` or ``cbm-etl`` command) under bench/launch.py, with its own ``CBM_RUN_ID``."""
     run_id = str(uuid.uuid4())
     log_file = workdir / "logs" / f"{label.replace(' ', '_').replace('%', 'pct').replace(',', '')}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, **env, "CBM_RUN_ID": run_id, "LUIGI_CONFIG_PATH": str(REPO / "luigi.cfg")}
-    cmd = [*luigi_command(), "--module", "cbm_luigi.tasks", *task_args, "--local-scheduler"]
     log.info("%s: %s", label, " ".join(cmd))
     report = log_file.with_suffix(".rusage.json")
     with open(log_file, "wb") as out:
@@ -151,7 +167,7 @@ def run_luigi(label: str, task_args: list[str], env: Mapping[str, str], workdir:
                        cwd=workdir, env=child_env, stdout=out, stderr=subprocess.STDOUT, check=False)
     figures = json.loads(report.read_text(encoding="utf-8"))
     return Run(label, figures["seconds"], figures["returncode"], figures["max_rss_kb"] / 1024, run_id, log_file,
-               cpu_seconds=figures["cpu_seconds"])
+               cpu_seconds=figures["cpu_seconds"], load_average=f"{os.getloadavg()[0]:.2f}")
 
 
 def read_run_log(run: Run, target_url: str, table: str) -> Run:
@@ -177,6 +193,38 @@ def read_run_log(run: Run, target_url: str, table: str) -> Run:
         if step == "merge_ods":
             run.rows, run.inserted, run.updated = processed, inserted, updated
     return run
+
+
+def read_run_totals(run: Run, target_url: str) -> dict[str, int]:
+    """Totals of a run over every table (``cbm-etl run --all``): tables merged, rows extracted / inserted /
+    updated, failed steps; the per-step seconds summed into ``run.steps``."""
+    from cbm_luigi.store.schema import ETL_LOG
+
+    target = target_of(target_url)
+    d = target.dialect
+    q = d.quote
+    rows = target.fetchall(
+        f"SELECT {q('StepName')}, {q('Status')}, {q('DurationSeconds')}, {q('RowsProcessed')}, "
+        f"{q('RowsInserted')}, {q('RowsUpdated')} FROM {d.qualified(ETL_LOG.schema, ETL_LOG.name)} "
+        f"WHERE {q('RunId')} = :r",
+        {"r": run.run_id},
+    )
+    run.log_rows = len(rows)
+    totals = {"merged": 0, "extracted": 0, "inserted": 0, "updated": 0, "failed": 0}
+    for step, status, seconds, processed, inserted, updated in rows:
+        if status == "failed":
+            totals["failed"] += 1
+            continue
+        if seconds is not None and step in STEPS:
+            run.steps[step] = run.steps.get(step, 0.0) + float(seconds)
+        if step == "extract" and status == "success":
+            totals["extracted"] += int(processed or 0)
+        if step == "merge_ods" and status == "success":
+            totals["merged"] += 1
+            totals["inserted"] += int(inserted or 0)
+            totals["updated"] += int(updated or 0)
+    run.rows, run.inserted, run.updated = totals["extracted"], totals["inserted"], totals["updated"]
+    return totals
 
 
 # -- checks -----------------------------------------------------------------------------------------------------

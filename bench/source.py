@@ -108,6 +108,11 @@ def table_name(rows: int, cols: int) -> str:
     return f"bench-wide-{rows}x{cols}"
 
 
+def small_table_name(index: int, rows: int, cols: int) -> str:
+    """The ``index``-th table of the night of small tables (``bench-small-007-1000x20``)."""
+    return f"bench-small-{index:03d}-{rows}x{cols}"
+
+
 @dataclass(frozen=True)
 class BenchTable:
     name: str
@@ -156,10 +161,11 @@ class BenchSource:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone() is None:
                 conn.execute(f"CREATE DATABASE {_q(self.database)}")
 
-    def ensure_table(self, rows: int, cols: int, chunk: int = 20_000) -> BenchTable:
-        """Create the table unless an identical one (same generator, same row count) is already there."""
+    def ensure_table(self, rows: int, cols: int, chunk: int = 20_000, name: str | None = None) -> BenchTable:
+        """Create the table unless an identical one (same generator, same row count) is already there.
+        ``name``: another name than ``bench-wide-<rows>x<cols>`` (the small tables of the night benchmark)."""
         columns = bench_columns(cols)
-        name = table_name(rows, cols)
+        name = name or table_name(rows, cols)
         qualified = f"{_q(self.schema)}.{_q(name)}"
         comment = f"{GENERATOR_VERSION} rows={rows} cols={cols}"
         with self.connect() as conn:

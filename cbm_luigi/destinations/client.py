@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -103,6 +104,7 @@ class Target:
         self.url = url
         self.dialect = dialect
         self.engine = engine
+        self._reads = threading.local()  # the connection of this thread's reading() block, if any
 
     @contextmanager
     def begin(self, *, table: str | None = None, step: str | None = None) -> Iterator[Connection]:
@@ -123,11 +125,44 @@ class Target:
                 raise connection_error(self.dialect, self.url, exc) from exc
             raise self.dialect.translate_error(exc, table=table, step=step, statement=conn.last_statement) from exc
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Several reads in one transaction: inside the block, this thread's :meth:`fetchall` and :meth:`fetchone`
+        share one connection instead of one each (a DuckDB file is opened once: ~20-40 ms per opening, as many
+        as the metadata reads of a table, docs/PERFORMANCE.md).  Re-entrant; :meth:`begin` is not affected.  A read
+        that fails ends the sharing (on PostgreSQL the transaction is aborted): the reads after it, in the block,
+        run in transactions of their own (e.g. :func:`~cbm_luigi.store.schema.needs_metadata`'s diagnosis)."""
+        if getattr(self._reads, "conn", None) is not None:
+            yield
+            return
+        with self.begin() as conn:
+            self._reads.conn = conn
+            try:
+                yield
+            finally:
+                self._reads.conn = None
+
+    def _shared(self) -> Connection | None:
+        conn: Connection | None = getattr(self._reads, "conn", None)
+        return conn
+
     def fetchall(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        if (shared := self._shared()) is not None:
+            try:
+                return shared.fetchall(sql, params)
+            except Exception:
+                self._reads.conn = None  # the block's transaction is lost: later reads get their own
+                raise
         with self.begin() as c:
             return c.fetchall(sql, params)
 
     def fetchone(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
+        if (shared := self._shared()) is not None:
+            try:
+                return shared.fetchone(sql, params)
+            except Exception:
+                self._reads.conn = None
+                raise
         with self.begin() as c:
             return c.fetchone(sql, params)
 

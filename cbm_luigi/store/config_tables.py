@@ -33,7 +33,14 @@ from cbm_luigi.model.specs import (
 )
 from cbm_luigi.model.types import STRING
 from cbm_luigi.model.values import naive_datetime, truthy
-from cbm_luigi.store.schema import ETL_COLUMNS, ETL_DEPENDENCIES, ETL_TABLES, needs_metadata, require_metadata
+from cbm_luigi.store.schema import (
+    ETL_COLUMNS,
+    ETL_DEPENDENCIES,
+    ETL_TABLES,
+    has_metadata,
+    needs_metadata,
+    require_metadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +85,17 @@ class MetadataStore:
 
     def table_spec(self, name: str) -> TableSpec:
         """Load one table's spec (columns included).  Raises MetadataError with the fix when incomplete."""
-        table = self.resolve_table(name)
         q = self.d.quote
         cols = [c.name for c in ETL_TABLES.columns]
-        row = self.target.fetchone(
-            f"SELECT {', '.join(q(c) for c in cols)} FROM {self._t(ETL_TABLES)} WHERE {q('TableName')} = :t",
-            {"t": table},
-        )
+        with self.target.reading():  # the three reads in one transaction (one opening of a DuckDB file)
+            table = self.resolve_table(name)
+            row = self.target.fetchone(
+                f"SELECT {', '.join(q(c) for c in cols)} FROM {self._t(ETL_TABLES)} WHERE {q('TableName')} = :t",
+                {"t": table},
+            )
+            columns = self.column_specs(table)
         assert row is not None
         r = dict(zip(cols, row, strict=True))
-        columns = self.column_specs(table)
         if not columns:
             raise MetadataError(
                 f"table {table}: no columns in config.ETL_Columns; run: cbm-etl sync-columns {table}"
@@ -448,18 +456,22 @@ def read_plan_rows(target: Target) -> tuple[list[dict[str, Any]], list[dict[str,
     q = d.quote
     tcols = ["TableName", "SqlName", "IsActive", "PriorityTier", "Notes", "IsDimension", "IsFact"]
     dcols = ["TableName", "DependsOn", "IsActive"]
-    with target.begin() as conn:
-        trows = conn.fetchall(f"SELECT {', '.join(q(c) for c in tcols)} "
-                              f"FROM {d.qualified(ETL_TABLES.schema, ETL_TABLES.name)}")
-        drows = conn.fetchall(f"SELECT {', '.join(q(c) for c in dcols)} "
-                              f"FROM {d.qualified(ETL_DEPENDENCIES.schema, ETL_DEPENDENCIES.name)}")
+    with target.reading():  # one transaction
+        trows = target.fetchall(f"SELECT {', '.join(q(c) for c in tcols)} "
+                                f"FROM {d.qualified(ETL_TABLES.schema, ETL_TABLES.name)}")
+        drows = target.fetchall(f"SELECT {', '.join(q(c) for c in dcols)} "
+                                f"FROM {d.qualified(ETL_DEPENDENCIES.schema, ETL_DEPENDENCIES.name)}")
     return ([dict(zip(tcols, r, strict=True)) for r in trows], [dict(zip(dcols, r, strict=True)) for r in drows])
 
 
 def load_plan(target: Target) -> Plan:
-    """Read the plan from the target's config tables (two queries)."""
-    require_metadata(target)
-    return build_plan(*read_plan_rows(target))
+    """Read the plan from the target's config tables: whether they exist, then two queries, in one transaction."""
+    with target.reading():
+        rows = read_plan_rows(target) if has_metadata(target) else None
+    if rows is None:
+        require_metadata(target)  # the MetadataError saying to run cbm-etl init-db
+        rows = read_plan_rows(target)
+    return build_plan(*rows)
 
 
 def advance_watermark(conn: Connection, table: str, source_clock_ts: datetime) -> None:

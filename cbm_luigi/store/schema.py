@@ -165,9 +165,11 @@ def init_db(target: Target) -> list[str]:
 
 
 def has_metadata(target: Target) -> bool:
-    """Whether ``cbm-etl init-db`` has run on the target (config.ETL_Tables exists)."""
-    with target.begin() as conn:
-        return bool(target.existing_columns(conn, ETL_TABLES.schema, ETL_TABLES.name))
+    """Whether ``cbm-etl init-db`` has run on the target (config.ETL_Tables exists); inside the caller's
+    :meth:`~cbm_luigi.destinations.client.Target.reading` block when there is one."""
+    d = target.dialect
+    params = {"schema": ETL_TABLES.schema, "table": ETL_TABLES.name, **d.existing_columns_params()}
+    return bool(target.fetchall(d.existing_columns_sql(), params))
 
 
 def require_metadata(target: Target) -> None:

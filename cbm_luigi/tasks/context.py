@@ -34,7 +34,13 @@ def table_spec(url: str, table: str) -> TableSpec:
 
 @functools.lru_cache(maxsize=256)
 def canonical_table(url: str, table: str) -> str:
-    return MetadataStore(open_target(url)).resolve_table(table)
+    """The registered name of ``table``; the first call of a process also learns that the target has its config
+    tables (:func:`metadata_ready`), in the same transaction (one opening of a DuckDB file less)."""
+    t = open_target(url)
+    with t.reading():
+        if metadata_ready(url):
+            return MetadataStore(t).resolve_table(table)
+    return MetadataStore(t).resolve_table(table)  # no config tables: the MetadataError saying to run init-db
 
 
 _HAS_METADATA: set[str] = set()

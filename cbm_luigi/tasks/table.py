@@ -380,30 +380,53 @@ class ExtractPart(TableStep):
 
 
 class ExtractProgress:
-    """Status line and progress bar of a running extract: rows so far, rows/s, and a percentage of the window's
-    COUNT(*) when ``progress_count`` is on (default; it costs the source one more scan of the window)."""
+    """Status line and progress bar of a running extract: rows so far, rows/s, and a percentage where it is worth
+    it (``progress_count``, default on; docs/OPERATIONS.md).  A full window's total is the row count of the
+    table's previous full load (etl.ETL_Log, divided among the parts of a partitioned one), so the source is not
+    read twice; only a table's first full load is counted with a COUNT(*).  An incremental window is neither
+    counted nor estimated: a nightly window is small, and counting it would cost the source a second query about
+    as long as the read itself (the no-change run's own cost, docs/PERFORMANCE.md)."""
 
     def __init__(self, task: TableStep, table: str, min_interval: float = 1.0) -> None:
         self.task, self.table, self.min_interval = task, table, min_interval
         self.total: int | None = None
+        self.estimated = False  # the total is the previous full load's (about), not a COUNT(*)
         self._last = 0.0
 
     def start(self, source: Any, spec: TableSpec, window: Any) -> None:
         self.task.percent(0)
-        if not cbm_option("progress_count", True):
+        if not cbm_option("progress_count", True) or window.since is not None:
             self.task.status(f"{self.table}: extracting ({window.reason})")
             return
-        self.task.status(f"{self.table}: counting the rows to read ({window.reason})")
-        try:
-            sql, params = source.flavor.count_sql(spec, source.schema, window)
-            self.total = int(source.scalar(sql, params) or 0)
-        except Exception as exc:  # the count is only for the progress bar
-            if is_transient(exc):
-                raise  # the source itself is unreachable: the extract would fail the same way
-            log.warning("%s: no progress percentage (the COUNT(*) failed: %s)", self.table, exc)
-            self.total = None
-        self.task.status(f"{self.table}: extracting {self.total:,} rows ({window.reason})" if self.total is not None
+        self.total = self._previous_full_rows(spec)
+        self.estimated = self.total is not None
+        if self.total is None:
+            self.task.status(f"{self.table}: counting the rows to read ({window.reason})")
+            try:
+                sql, params = source.flavor.count_sql(spec, source.schema, window)
+                self.total = int(source.scalar(sql, params) or 0)
+            except Exception as exc:  # the count is only for the progress bar
+                if is_transient(exc):
+                    raise  # the source itself is unreachable: the extract would fail the same way
+                log.warning("%s: no progress percentage (the COUNT(*) failed: %s)", self.table, exc)
+                self.total = None
+        self.task.status(f"{self.table}: extracting {self._of()}rows ({window.reason})" if self.total is not None
                          else f"{self.table}: extracting ({window.reason})")
+
+    def _previous_full_rows(self, spec: TableSpec) -> int | None:
+        """Rows of the table's previous successful load of a full window in this mode (a part: its share), or
+        None (none yet, or the run log cannot be read: the COUNT(*) then)."""
+        try:
+            previous = runlog.previous_run_rows(target(), spec.table_name, self.task.mode, self.task.batch_id)
+        except Exception as exc:  # noqa: BLE001 - only for the progress bar
+            log.debug("%s: no previous full load for the progress bar (%s)", self.table, exc)
+            return None
+        if previous is None or previous[0] <= 0:
+            return None
+        return max(1, previous[0] // max(1, int(getattr(self.task, "parts", 1) or 1)))
+
+    def _of(self) -> str:
+        return f"{'about ' if self.estimated else ''}{self.total:,} " if self.total is not None else ""
 
     def __call__(self, rows: int, seconds: float) -> None:
         crash_point(self.table)  # tests only: a real signal in the middle of the read (CBM_TEST_CRASH_EXTRACT)
@@ -414,7 +437,7 @@ class ExtractProgress:
         rate = rows / seconds if seconds > 0 else 0.0
         if self.total:
             self.task.percent(min(99, rows * 100 / self.total))
-            self.task.status(f"{self.table}: {rows:,} of {self.total:,} rows read ({rate:,.0f} rows/s)")
+            self.task.status(f"{self.table}: {rows:,} of {self._of()}rows read ({rate:,.0f} rows/s)")
         else:
             self.task.status(f"{self.table}: {rows:,} rows read ({rate:,.0f} rows/s)")
 

@@ -6,6 +6,7 @@ assertion."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from datetime import datetime
@@ -28,6 +29,7 @@ from bench.measure import compare_ods  # noqa: E402
 from bench.source import KEY, BenchSource, bench_columns  # noqa: E402
 
 ROWS, COLS, SCALE = 300, 22, 2  # 22 columns: every kind, float and bigint included
+SMALL, SMALL_ROWS, SMALL_COLS = 2, 40, 8  # the night of small tables, tiny
 
 
 def test_columns_are_progress_like() -> None:
@@ -64,10 +66,14 @@ def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, caps
     try:
         code = cbm_etl(["bench", "--rows", str(ROWS), "--cols", str(COLS), "--scale", str(SCALE),
                         "--pg", server, "--source-db", source_db, "--odbc-driver", odbc_driver,
+                        "--small-tables", str(SMALL), "--small-rows", str(SMALL_ROWS), "--small-cols", str(SMALL_COLS),
+                        "--partitions", "1,2", "--throttle-mbps", "8",
                         "--workdir", str(tmp_path / "work"), "--keep", "--json", str(out)])
         printed = capsys.readouterr().out
         figures = json.loads(out.read_text(encoding="utf-8"))
         ods_dbs += [t["url"].rsplit("/", 1)[1] for t in figures["targets"].values() if t["url"].startswith("postgres")]
+        ods_dbs += [t["url"].rsplit("/", 1)[1] for t in (figures["small_tables"] or {"targets": {}})["targets"].values()
+                    if t["url"].startswith("postgres")]
         assert code == 0, printed
         # the figures
         assert "raw ODBC read into Arrow" in printed and "full load end to end / raw read" in printed
@@ -91,6 +97,15 @@ def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, caps
             assert scanned["returncode"] == 0 and scanned["rows"] == 0 and scanned["steps"]["key_scan"] >= 0
             for ratio in t["ratios"].values():
                 assert ratio is not None and ratio > 0
+        _check_new_lines(printed, figures)
+        # partitioned full loads (bench/partitioned.py): direct and throttled source, 1 and 2 key ranges, each
+        # checked by its inserted count
+        part = figures["partitioned"]
+        assert part["checks"] == [] and "partitioned full loads" in printed
+        assert [s["source"] for s in part["sources"]] == ["direct", "throttled 8 MiB/s per connection"]
+        for s in part["sources"]:
+            assert s["raw_seconds"] > 0 and [x["parts"] for x in s["loads"]] == [1, 2]
+            assert all(x["seconds"] > 0 and x["max_rss_mb"] > 0 for x in s["loads"])
         # the loads, checked independently: every ODS row equals its source row
         bench = BenchSource(server, source_db)
         src_cols = [c.name for c in bench_columns(COLS)]
@@ -120,6 +135,30 @@ def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, caps
         with psycopg.connect(pg_conninfo, autocommit=True) as c:
             for name in [source_db, *ods_dbs]:
                 c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _check_new_lines(printed: str, figures: dict[str, Any]) -> None:
+    """The no-change run's overhead above the SELECT of its window, and the night of small tables in one process."""
+    number = r"\d+\.\d\d"
+    for kind, t in figures["targets"].items():
+        o = t["nochange_overhead"]
+        assert o["run_seconds"] > 0 and o["source_query_seconds"] > 0 and o["target_seconds"] == 1.0, kind
+        assert abs(o["overhead_seconds"] - (o["run_seconds"] - o["source_query_seconds"])) < 0.002, kind
+        assert re.search(rf"no-change overhead {kind} = run seconds - source query seconds = {number} - {number} = "
+                         rf"-?{number} s \(target <= 1\.0 s\)", printed), printed
+    small = figures["small_tables"]
+    assert small["tables"] == SMALL and small["rows"] == SMALL_ROWS and small["cols"] == SMALL_COLS
+    assert f"{SMALL} small tables ({SMALL_ROWS:,} rows x {SMALL_COLS} columns each), one `cbm-etl run --all`" in printed
+    assert set(small["targets"]) == {"postgresql", "duckdb"}
+    for kind, runs in small["targets"].items():
+        assert set(runs) == {"url", "full", "nochange"}, kind
+        for key, r in ((k, runs[k]) for k in ("full", "nochange")):
+            assert r["returncode"] == 0 and r["tables"] == SMALL, (kind, key)
+            assert r["seconds"] > 0 and r["seconds_per_table"] == pytest.approx(r["seconds"] / SMALL, abs=0.001)
+            assert r["cpu_seconds"] > 0 and r["peak_rss_mb"] > 0 and float(r["load_average"]) >= 0
+        assert runs["full"]["inserted"] == SMALL * SMALL_ROWS and runs["nochange"]["rows"] == 0, kind
+        assert re.search(rf"{kind} +full load +{SMALL} +{SMALL * SMALL_ROWS} +{number} +\d+\.\d{{3}}", printed), printed
+        assert re.search(rf"{kind} +incremental, no change +{SMALL} +0 +{number} +\d+\.\d{{3}}", printed), printed
 
 
 def _cols(names: list[str]) -> str:
