@@ -18,6 +18,9 @@ import pytest
 
 from cbm_luigi.config.alerts import AlertSettings
 
+# the SMTP sink's per-connection INFO lines ("EOF received", "connection lost") are not the test's output
+logging.getLogger("mail.log").setLevel(logging.WARNING)
+
 WORKFLOW_PATH = "/workflows/0a1b2c/triggers/manual/paths/invoke"
 SECRET_QUERY = "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=TopSecretSignature123"
 LEGACY_PATH = "/webhookb2/1111@2222/IncomingWebhook/3333/4444"
