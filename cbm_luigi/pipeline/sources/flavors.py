@@ -143,8 +143,7 @@ class SourceFlavor:
     def key_bounds_sql(self, spec: TableSpec, schema: str, window: Window, key_column: str
                        ) -> tuple[str, str, list[str]]:
         """MIN and MAX of a key column over what the window reads (two statements: one value each)."""
-        select, params = self.select_sql(spec, schema, window)
-        rest = select[select.index("\nFROM "):]
+        rest, params = self._from_where(spec, schema, window)
         k = self.quote(key_column)
         return f"SELECT MIN({k})" + rest, f"SELECT MAX({k})" + rest, params
 
@@ -206,9 +205,13 @@ class SourceFlavor:
         return sql, []
 
     def count_sql(self, spec: TableSpec, schema: str, window: Window) -> tuple[str, list[str]]:
+        rest, params = self._from_where(spec, schema, window)
+        return "SELECT COUNT(*)" + rest, params
+
+    def _from_where(self, spec: TableSpec, schema: str, window: Window) -> tuple[str, list[str]]:
+        """The extraction SELECT's FROM and WHERE (from its leading newline) and parameters, for an aggregate."""
         select, params = self.select_sql(spec, schema, window)
-        from_at = select.index("\nFROM ")
-        return "SELECT COUNT(*)" + select[from_at:], params
+        return select[select.index("\nFROM "):], params
 
     def session_setup_sql(self) -> list[str]:
         return []
