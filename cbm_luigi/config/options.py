@@ -67,7 +67,7 @@ OPS_DEFAULTS: dict[str, Any] = {
     "retry_attempts": 3, "retry_delay": 2.0, "retry_max_delay": 60.0, "breaker_probe_timeout": 10,
     "breaker_reset_seconds": 300.0, "progress_count": True, "target_lock_timeout": 3600.0,
     "log_retention_days": 30, "log_max_files": 500, "log_max_bytes": 100 * 1024 * 1024, "log_backup_count": 5,
-    "night_report": True, "isolate_extracts": True, "other_workers_timeout": 21600.0,
+    "night_report": True, "isolate_extracts": True, "other_workers_timeout": 21600.0, "keep_target_open": 0.5,
 }
 
 

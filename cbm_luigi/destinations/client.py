@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.destinations.errors import connection_error
-from cbm_luigi.destinations.locking import target_lock
+from cbm_luigi.destinations.locking import KeptConnection, kept_connection, lock_path, target_lock
 from cbm_luigi.destinations.type_changes import TypeChange, holds, type_family, widened_type
 from cbm_luigi.destinations.types import ColumnDef, decimal_would_round, needs_widening
 from cbm_luigi.errors import CbmError, DataError, TargetError, TransientTargetError
@@ -105,6 +105,8 @@ class Target:
         self.dialect = dialect
         self.engine = engine
         self._reads = threading.local()  # the connection of this thread's reading() block, if any
+        self._kept: KeptConnection | None = None  # decided at the first transaction
+        self._kept_decided = False
 
     @contextmanager
     def begin(self, *, table: str | None = None, step: str | None = None) -> Iterator[Connection]:
@@ -112,8 +114,7 @@ class Target:
         becomes a TargetError naming the table, the step and the statement (transient ones retryable)."""
         conn: Connection | None = None
         try:
-            # A single-writer target (DuckDB file) is used by one process at a time: wait for it, do not fail.
-            with target_lock(self), self.engine.begin() as c:
+            with self._transaction() as c:
                 conn = Connection(c, self.dialect, table, step)
                 yield conn
         except CbmError:
@@ -124,6 +125,26 @@ class Target:
             if conn is None:  # connecting failed: name the target and say what to fix
                 raise connection_error(self.dialect, self.url, exc) from exc
             raise self.dialect.translate_error(exc, table=table, step=step, statement=conn.last_statement) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A single-writer target (DuckDB file) is used by one process at a time: wait for it, do not fail; and
+        keep it open between transactions (:class:`~cbm_luigi.destinations.locking.KeptConnection`)."""
+        if not self._kept_decided:
+            path = lock_path(self)
+            self._kept = kept_connection(self.engine, path) if path is not None else None
+            self._kept_decided = True
+        if self._kept is not None:
+            with self._kept.transaction() as c:
+                yield c
+            return
+        with target_lock(self), self.engine.begin() as c:
+            yield c
+
+    def release(self) -> None:
+        """Close the connection kept open between transactions, if any (before a long read of the source)."""
+        if self._kept is not None:
+            self._kept.close()
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -279,6 +300,7 @@ class Target:
         return out
 
     def dispose(self) -> None:
+        self.release()
         self.engine.dispose()
 
 

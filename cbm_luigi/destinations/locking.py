@@ -15,6 +15,7 @@ file and the process holding it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -139,6 +140,17 @@ class InterProcessLock:
                 f.close()
         self._thread_lock.release()
 
+    def hold(self, timeout: float, what: str = "") -> None:
+        """Take the lock for the process, not for the calling thread (a kept connection, :class:`KeptConnection`):
+        any thread may :meth:`unhold` it; other threads of the process pass :meth:`acquire` meanwhile."""
+        self.acquire(timeout, what)
+        self._thread_lock.release()
+
+    def unhold(self) -> None:
+        with self._thread_lock:
+            self._thread_lock.acquire()  # release() ends with one release of the thread lock
+            self.release()
+
     def forget(self) -> None:
         """In a forked child: the parent's lock state is not ours."""
         self._thread_lock = threading.RLock()
@@ -195,3 +207,149 @@ def target_lock(target: Target) -> Iterator[None]:
         yield
     finally:
         lk.release()
+
+
+# --- A DuckDB file kept open between the transactions of a burst of work ---------------------------------------
+#
+# Opening a DuckDB file costs 20-60 ms (more as its catalog grows: 200 tables, ~35 ms to open and ~15 ms to close
+# here) and a table's night makes about twelve transactions: in a night of 100 no-change tables, three quarters of
+# the process's time went to opening and closing the file (docs/PERFORMANCE.md, "Kept open between transactions").
+# A process now keeps its connection, and the lock, while it works: the file is closed once nothing used it for
+# ``keep_target_open`` seconds (0.5), before the process forks (Luigi's --workers N, an extract's child), before an
+# extract reads the source, and at exit.  Other processes wait for the lock as before, at most that much longer.
+
+_override_keep: float | None = None
+
+
+def set_keep_open(seconds: float | None) -> None:
+    """Override ``keep_target_open`` for this process (0: one opening per transaction, as before); None restores
+    it.  A process that opens the file by other means meanwhile (a test's ``duckdb.connect(read_only=True)``,
+    which DuckDB refuses next to a read-write connection of the same process) sets 0."""
+    global _override_keep
+    _override_keep = seconds
+    if seconds is not None and seconds <= 0:
+        release_kept()
+
+
+def keep_open_seconds() -> float:
+    if _override_keep is not None:
+        return _override_keep
+    if not hasattr(os, "fork"):  # Windows: --workers N spawns processes, which no fork hook releases the file for
+        return 0.0
+    return float(cbm_option("keep_target_open", 0.5))
+
+
+class KeptConnection:
+    """One connection of a single-writer file target, kept (with the target's lock) between transactions.
+
+    Transactions run one at a time on it (threads wait for each other, as with the lock); a transaction opened
+    inside another one, in the same thread, gets a connection of its own, as without keeping.  A failed
+    transaction closes it (its state is not known); a daemon thread closes it once idle for ``idle`` seconds."""
+
+    def __init__(self, engine: sa.Engine, lock: InterProcessLock, idle: float, what: str) -> None:
+        self.engine, self.lock, self.idle, self.what = engine, lock, idle, what
+        self.guard = threading.RLock()
+        self.conn: sa.Connection | None = None
+        self.busy = False
+        self.last_used = 0.0
+        self._wake = threading.Condition(self.guard)
+        self._reaper: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        with self.guard:
+            if self.busy:  # nested in this thread's transaction
+                with self.engine.begin() as c:
+                    yield c
+                return
+            if self.conn is None:
+                self.lock.hold(lock_timeout(), what=self.what)
+                try:
+                    self.conn = self.engine.connect()
+                except BaseException:
+                    self.lock.unhold()
+                    raise
+                self._start_reaper()
+            self.busy, ok = True, False
+            try:
+                with self.conn.begin():
+                    yield self.conn
+                ok = True
+            finally:
+                self.busy = False
+                self.last_used = time.monotonic()
+                if not ok:
+                    self.close()
+                self._wake.notify_all()
+
+    def close(self) -> None:
+        """Close the connection and release the lock, unless a transaction is using it."""
+        with self.guard:
+            conn, self.conn = self.conn, None
+            if conn is None:
+                return
+            if self.busy:
+                self.conn = conn
+                return
+            try:
+                conn.close()
+            finally:
+                self.lock.unhold()
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or not self._reaper.is_alive():
+            self._reaper = threading.Thread(target=self._reap, name=f"cbm-keep-{self.lock.path.name}", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        with self.guard:
+            while self.conn is not None:
+                left = self.last_used + self.idle - time.monotonic()
+                if not self.busy and left <= 0:
+                    self.close()
+                    return
+                self._wake.wait(timeout=max(left, 0.01) if not self.busy else None)
+
+    def forget(self) -> None:
+        """In a forked child: the parent's connection and lock are not ours.  A connection still open (the fork
+        happened during a transaction) is parked, never closed here: closing a copy could write to the file."""
+        if self.conn is not None:
+            _PARKED.append(self.conn)
+        self.guard = threading.RLock()
+        self._wake = threading.Condition(self.guard)
+        self.conn, self.busy, self._reaper = None, False, None
+
+
+_KEPT: list[KeptConnection] = []
+_PARKED: list[sa.Connection] = []
+
+
+def kept_connection(engine: sa.Engine, path: Path) -> KeptConnection | None:
+    """A kept connection to the file of ``engine`` (one per engine), or None where keeping is off."""
+    idle = keep_open_seconds()
+    if idle <= 0:
+        return None
+    kept = KeptConnection(engine, lock_for(path), idle, what=f"target {path.name[:-len('.cbm-lock')]}")
+    with _LOCKS_GUARD:
+        _KEPT.append(kept)
+    return kept
+
+
+def release_kept() -> None:
+    """Close every kept connection of this process that no transaction is using (before a fork, before a long
+    read of the source, at exit)."""
+    for kept in list(_KEPT):
+        if kept.guard.acquire(timeout=5.0):  # a transaction of another thread ends first
+            try:
+                kept.close()
+            finally:
+                kept.guard.release()
+
+
+def _forget_kept() -> None:
+    for kept in _KEPT:
+        kept.forget()
+
+
+os.register_at_fork(before=release_kept, after_in_child=_forget_kept)
+atexit.register(release_kept)

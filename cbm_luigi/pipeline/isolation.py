@@ -27,6 +27,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from cbm_luigi.destinations.locking import release_kept
 from cbm_luigi.errors import SourceError, TransientSourceError
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,8 @@ def run_isolated(fn: Callable[[], T], *, table: str, lock: Any = None) -> T:
         except BaseException:  # noqa: BLE001 - the parent reports a child without a result
             code = 70
         finally:
+            with contextlib.suppress(Exception):
+                release_kept()  # a DuckDB file this child opened (os._exit runs no atexit)
             with contextlib.suppress(Exception):
                 sys.stdout.flush()
                 sys.stderr.flush()

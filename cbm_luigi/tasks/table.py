@@ -16,6 +16,7 @@ import luigi.worker
 
 from cbm_luigi.alerts.notify import notify_failure
 from cbm_luigi.config.options import cbm_option
+from cbm_luigi.destinations.locking import release_kept
 from cbm_luigi.destinations.merge import MergeCounts
 from cbm_luigi.model.plan import TIER_PRIORITY
 from cbm_luigi.model.specs import TableSpec
@@ -137,6 +138,15 @@ def _log_failure(task: TableStep, exc: BaseException) -> None:
                        duration=time.monotonic() - started if started is not None else None)
     except Exception:  # an alert must never fail (or hide) the load's own error
         log.exception("%s: failure alert not sent", table)
+
+
+@TableStep.event_handler(luigi.Event.SUCCESS)
+@TableStep.event_handler(luigi.Event.FAILURE)
+def _close_kept_target(task: TableStep, *_: Any) -> None:
+    """A Luigi task process (``--workers N``) ends with ``os._exit`` right after its task, without ``atexit``:
+    the DuckDB file it kept open between transactions is closed here, cleanly (destinations/locking.py)."""
+    if multiprocessing.parent_process() is not None:
+        release_kept()
 
 
 @TableStep.event_handler(luigi.Event.PROCESS_FAILURE)
