@@ -17,6 +17,7 @@ from typing import Any
 import luigi
 import pytest
 
+from cbm_luigi.destinations.locking import set_keep_open
 from cbm_luigi.tasks.context import clear_caches
 
 # Real servers (HTTP recorder, SMTP sink) and luigi.cfg overrides shared by the alert, health and preflight tests
@@ -207,9 +208,15 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     monkeypatch.setenv("CBM_LOG_DIR", str(tmp_path / "logs"))
     # reports (the night report written after every run --all, too) never land in the checkout's reports/
     monkeypatch.setenv("CBM_REPORTS_DIR", str(tmp_path / "reports"))
+    # In this process a DuckDB file is closed after each transaction: tests open the files they check themselves
+    # (read_only, which DuckDB refuses beside a kept read-write connection of the same process).  The commands
+    # the tests run as subprocesses keep it open as in production; tests/destinations/test_kept_connection.py
+    # tests the kept connection itself.
+    set_keep_open(0)
     clear_caches()
     yield
     clear_caches()
+    set_keep_open(0)
     luigi.task_register.Register.clear_instance_cache()
 
 
