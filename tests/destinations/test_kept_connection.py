@@ -1,0 +1,258 @@
+"""A DuckDB target kept open between a process's transactions (cbm_luigi/destinations/locking.py, KeptConnection).
+
+Opening the file is most of a no-change table's time in a night of many tables (docs/PERFORMANCE.md): a process
+keeps one connection, and the target's lock, while it works, and closes it once idle for ``keep_target_open``
+seconds, before it forks, and at exit.  Checked here on real DuckDB files and real processes: one opening for many
+transactions, the lock free again once idle (another process gets in while the holder is still alive), a fork's
+child never inherits it, a failed transaction leaves nothing behind, nested and concurrent transactions, and the
+commands an operator runs (``cbm-etl tables`` beside a busy process, a bad ``CBM_KEEP_TARGET_OPEN``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cbm_luigi.destinations import open_target
+from cbm_luigi.destinations.client import Target
+from cbm_luigi.destinations.locking import (
+    keep_open_seconds,
+    lock_path,
+    release_kept,
+    set_keep_open,
+    set_lock_timeout,
+)
+from cbm_luigi.errors import TargetError
+from tests.commands.test_errors import cbm_etl_command
+
+pytestmark = pytest.mark.skipif(os.name == "nt", reason="fork and fcntl (POSIX)")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def kept(tmp_path: Path) -> Iterator[tuple[Target, list[int]]]:
+    """A DuckDB target of this process with keeping on (0.3 s idle), and the list of its openings."""
+    set_keep_open(0.3)
+    target = open_target(f"duckdb:///{tmp_path / 'ods.duckdb'}")
+    openings: list[int] = []
+    sa.event.listen(target.engine, "connect", lambda *_: openings.append(1))
+    yield target, openings
+    set_keep_open(0)
+    set_lock_timeout(None)
+
+
+def lock_free(path: Path) -> bool:
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return True
+
+
+def wait_until(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_transactions_of_a_burst_share_one_opening_and_the_file_is_closed_once_idle(kept):
+    target, openings = kept
+    with target.begin() as conn:
+        conn.execute("CREATE TABLE t (i INTEGER)")
+    for i in range(20):
+        with target.begin() as conn:
+            conn.execute("INSERT INTO t VALUES (:i)", {"i": i})
+    assert target.fetchone("SELECT count(*) FROM t") == (20,)
+    assert len(openings) == 1  # 22 transactions, one opening of the file
+    path = lock_path(target)
+    assert path is not None and not lock_free(path)  # kept: the lock is still ours
+    assert path.read_text(encoding="utf-8") == str(os.getpid())
+    assert wait_until(lambda: lock_free(path), 5.0), "the idle connection was not closed"
+    assert path.read_text(encoding="utf-8") == ""
+    with target.begin() as conn:  # the next transaction opens it again
+        assert conn.scalar("SELECT count(*) FROM t") == 20
+    assert len(openings) == 2
+
+
+def test_another_process_gets_the_file_while_the_holder_is_alive_and_idle(kept, tmp_path):
+    target, _ = kept
+    with target.begin() as conn:
+        conn.execute("CREATE TABLE t (who VARCHAR)")
+    # the holder: another process of the same code, idle after its transaction, keeping it for 0.3 s
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from cbm_luigi.destinations import open_target\n"
+            "t = open_target(sys.argv[1])\n"
+            "with t.begin() as c: c.execute(\"INSERT INTO t VALUES ('holder')\")\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(30)\n"), target.url],
+        env={**os.environ, "CBM_KEEP_TARGET_OPEN": "0.3"}, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        release_kept()  # this process lets go of the file, so the holder can take it
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        set_lock_timeout(10)
+        started = time.monotonic()
+        with target.begin() as conn:
+            waited = time.monotonic() - started
+            assert conn.fetchall("SELECT who FROM t") == [("holder",)]
+        assert holder.poll() is None  # still running: the file was closed because idle, not because it exited
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert waited < 5
+
+
+def test_a_forked_child_opens_the_file_itself(kept):
+    target, _ = kept
+    with target.begin() as conn:
+        conn.execute("CREATE TABLE t (who VARCHAR)")
+    path = lock_path(target)
+    assert path is not None and not lock_free(path)  # kept by this process
+    pid = os.fork()
+    if pid == 0:  # the child: the fork released the parent's file, the child's first transaction opens its own
+        code = 1
+        try:
+            set_lock_timeout(2)
+            with open_target(target.url).begin() as conn:
+                conn.execute("INSERT INTO t VALUES ('child')")
+            release_kept()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert target.fetchall("SELECT who FROM t") == [("child",)]
+
+
+def test_a_failed_transaction_is_rolled_back_and_the_next_one_opens_again(kept):
+    target, openings = kept
+    with target.begin() as conn:
+        conn.execute("CREATE TABLE t (i INTEGER PRIMARY KEY)")
+    with pytest.raises(TargetError) as err, target.begin(table="t", step="merge_ods") as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute("INSERT INTO t VALUES (1)")  # duplicate key
+    assert "t" in str(err.value)
+    assert target.fetchone("SELECT count(*) FROM t") == (0,)  # the first insert went with the failed transaction
+    assert len(openings) == 2  # the failed one's connection was closed, not reused
+
+
+def test_nested_and_concurrent_transactions(kept):
+    target, _ = kept
+    with target.begin() as conn:
+        conn.execute("CREATE TABLE t (who VARCHAR, i INTEGER)")
+    with target.begin() as outer:  # a transaction inside another one, same thread: a connection of its own
+        outer.execute("INSERT INTO t VALUES ('outer', 0)")
+        with target.begin() as inner:
+            assert inner.scalar("SELECT 42") == 42
+    errors: list[BaseException] = []
+
+    def write(who: str) -> None:
+        try:
+            for i in range(10):
+                with target.begin() as c:
+                    c.execute("INSERT INTO t VALUES (:who, :i)", {"who": who, "i": i})
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(f"thread-{n}",)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert target.fetchall("SELECT who, count(*) FROM t GROUP BY who ORDER BY who") == [
+        ("outer", 1), ("thread-0", 10), ("thread-1", 10), ("thread-2", 10)]
+
+
+def test_zero_closes_the_file_after_each_transaction(kept):
+    target, openings = kept
+    set_keep_open(0)  # before the target's first transaction, which decides
+    assert keep_open_seconds() == 0
+    path = lock_path(target)
+    assert path is not None
+    for _ in range(3):
+        with target.begin() as conn:
+            conn.scalar("SELECT 1")
+        assert lock_free(path)
+    assert len(openings) == 3
+
+
+def cbm_etl(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*cbm_etl_command(), *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CBM_") or k.startswith("CBM_TEST_")}
+    env.update(CBM_TARGET=f"duckdb:///{tmp_path / 'ods.duckdb'}", CBM_CACHE_DIR=str(tmp_path / "cache"),
+               CBM_LOG_DIR=str(tmp_path / "logs"), LUIGI_CONFIG_PATH=str(REPO / "luigi.cfg"))
+    return env
+
+
+def test_cbm_etl_tables_gets_in_beside_a_process_that_keeps_the_file(cli_env, tmp_path):
+    assert cbm_etl("init-db", env=cli_env, cwd=tmp_path).returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from cbm_luigi.destinations import open_target\n"
+            "t = open_target(sys.argv[1])\n"
+            "with t.begin() as c: c.scalar('SELECT count(*) FROM config.\"ETL_Tables\"')\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(float(sys.argv[2]))\n"), cli_env["CBM_TARGET"], "30"],
+        env={**cli_env, "CBM_KEEP_TARGET_OPEN": "0.5"}, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        r = cbm_etl("tables", env={**cli_env, "CBM_TARGET_LOCK_TIMEOUT": "20"}, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_a_process_keeping_the_file_longer_than_the_wait_is_named(cli_env, tmp_path):
+    assert cbm_etl("init-db", env=cli_env, cwd=tmp_path).returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from cbm_luigi.destinations import open_target\n"
+            "t = open_target(sys.argv[1])\n"
+            "with t.begin() as c: c.scalar('SELECT 1')\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n"), cli_env["CBM_TARGET"]],
+        env={**cli_env, "CBM_KEEP_TARGET_OPEN": "60"}, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        r = cbm_etl("tables", env={**cli_env, "CBM_TARGET_LOCK_TIMEOUT": "1"}, cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert r.returncode == 2, r.stderr
+    assert f"(held by pid {holder.pid})" in r.stderr
+    assert "raise CBM_TARGET_LOCK_TIMEOUT" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_bad_keep_target_open_is_refused_before_the_run(cli_env, tmp_path):
+    assert cbm_etl("init-db", env=cli_env, cwd=tmp_path).returncode == 0
+    r = cbm_etl("run", "--all", env={**cli_env, "CBM_KEEP_TARGET_OPEN": "soon"}, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "CBM_KEEP_TARGET_OPEN (luigi.cfg [cbm_ops] keep_target_open) = 'soon' is not valid" in r.stderr
+    assert "expected a float like 0.5" in r.stderr
