@@ -152,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
     from bench.measure import machine
     from bench.run import _drop_databases
     from bench.source import BenchSource
+    from cbm_luigi.destinations.locking import set_keep_open
 
+    # this process reads the ODS files itself (read_only) between the commands it times, which open them: it
+    # closes a DuckDB file after each of its own transactions (the commands keep theirs, as in production)
+    set_keep_open(0)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="cbm-bench-part-"))
     src = BenchSource(args.pg, args.source_db)
     table = src.ensure_table(args.rows, args.cols)

@@ -105,7 +105,11 @@ def _fmt(v: float | None, spec: str = ",.0f") -> str:
 def run(args: argparse.Namespace) -> int:
     from bench.measure import environment, machine, raw_read
     from bench.source import BenchSource
+    from cbm_luigi.destinations.locking import set_keep_open
 
+    # this process reads the ODS files itself (read_only) between the commands it times, which open them: it
+    # closes a DuckDB file after each of its own transactions (the commands keep theirs, as in production)
+    set_keep_open(0)
     kinds = [k.strip() for k in args.targets.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in ("postgresql", "duckdb")]
     if unknown or not kinds:
