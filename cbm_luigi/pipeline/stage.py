@@ -123,9 +123,10 @@ def stage(target: Target, spec: TableSpec, manifest: Manifest, files: Sequence[P
                 f"table {spec.table_name}: staged {rows} rows but the extract holds {manifest.rows}; rolled back"
             )
         stage_keys(target, conn, spec, manifest, files)
-        record_staged(conn, spec, manifest, started)
+        log_id, written = record_staged(conn, spec, manifest, started)
         kill_point("stage.loaded")
     kill_point("stage.committed")
+    runlog.add_commit_time(target, [log_id], written)
     log.info("%s: staged %d rows in %.2fs", spec.table_name, manifest.rows, time.perf_counter() - started)
     return manifest.rows
 
@@ -162,7 +163,8 @@ def _stage_on_own_connection(target: Target, spec: TableSpec, manifest: Manifest
                 f"extract holds {manifest.rows}; staging is recorded as holding nothing: run again to reload it"
             )
         stage_keys(target, conn, spec, manifest, files)
-        record_staged(conn, spec, manifest, started)
+        log_id, written = record_staged(conn, spec, manifest, started)
+    runlog.add_commit_time(target, [log_id], written)
     log.info("%s: staged %d rows in %.2fs", spec.table_name, manifest.rows, time.perf_counter() - started)
     return manifest.rows
 
@@ -232,9 +234,10 @@ class StagingWhileExtracting:
                 raise TargetError(f"table {spec.table_name}: streamed {rows} rows to staging, the extract holds "
                                   f"{manifest.rows}")
             stage_keys(self.target, self.conn, spec, manifest, files)
-            record_staged(self.conn, spec, manifest, started)
+            log_id, written = record_staged(self.conn, spec, manifest, started)
             self._open = False
             self._stack.close()  # commit
+            runlog.add_commit_time(self.target, [log_id], written)
         except Exception as exc:  # noqa: BLE001 - the LoadStaging step redoes it from the parquet files
             self.abort(exc)
             log.warning("%s: staging while extracting rolled back (%s: %s); the staging step loads the extract",
@@ -284,11 +287,13 @@ def staging_while_extracting(target: Target, spec: TableSpec, enabled: bool = Tr
         stream.abort()
 
 
-def record_staged(conn: Connection, spec: TableSpec, manifest: Manifest, started: float) -> None:
-    """In the transaction that staged the rows: which batch staging holds, and the load_staging run-log row."""
+def record_staged(conn: Connection, spec: TableSpec, manifest: Manifest, started: float) -> tuple[str, float]:
+    """In the transaction that staged the rows: which batch staging holds, and the load_staging run-log row;
+    returns its LogId and when it was written (for :func:`~cbm_luigi.store.runlog.add_commit_time`)."""
     set_staging_state(conn, spec.table_name, batch=manifest.batch, mode=manifest.mode, rows=manifest.rows,
                       source_clock_ts=manifest.source_clock_ts)
-    runlog.write_log(conn, spec.table_name, "load_staging", "success", batch=manifest.batch, mode=manifest.mode,
-                     rows=manifest.rows, duration=time.perf_counter() - started)
+    log_id = runlog.write_log(conn, spec.table_name, "load_staging", "success", batch=manifest.batch,
+                              mode=manifest.mode, rows=manifest.rows, duration=time.perf_counter() - started)
+    return log_id, time.perf_counter()
 
 

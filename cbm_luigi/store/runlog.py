@@ -10,6 +10,7 @@ transaction; failure rows in a transaction of their own (the failed one was roll
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -42,15 +43,45 @@ def insert_log_sql(conn_dialect: Any) -> str:
 def write_log(conn: Connection, table: str, step: str, status: str, *, batch: str | None = None,
               mode: str | None = None, rows: int | None = None, inserted: int | None = None,
               updated: int | None = None, unchanged: int | None = None, deleted: int | None = None,
-              duration: float | None = None, error: str | None = None) -> None:
-    """Insert one ETL_Log row inside the caller's transaction."""
+              duration: float | None = None, error: str | None = None) -> str:
+    """Insert one ETL_Log row inside the caller's transaction; returns its LogId."""
+    log_id = str(uuid.uuid4())
     conn.execute(insert_log_sql(conn.dialect), {
-        "LogId": str(uuid.uuid4()), "RunId": RUN_ID, "TableName": table, "Batch": batch, "Mode": mode,
+        "LogId": log_id, "RunId": RUN_ID, "TableName": table, "Batch": batch, "Mode": mode,
         "StepName": step, "Status": status, "RowsProcessed": rows, "RowsInserted": inserted,
         "RowsUpdated": updated, "RowsUnchanged": unchanged, "RowsDeleted": deleted,
         "DurationSeconds": round(duration, 3) if duration is not None else None,
         "ErrorMessage": (error or None) and str(error)[:4000], "LogTs": now(),
     })
+    return log_id
+
+
+#: A commit that took longer than this is added to the run-log rows its transaction wrote (:func:`add_commit_time`)
+COMMIT_NOTED_SECONDS = 0.05
+
+
+def add_commit_time(target: Target, log_ids: Sequence[str], written_at: float) -> None:
+    """After the commit of a step's transaction: the rows it wrote (last, so before the commit) get the commit's
+    time added to their DurationSeconds, and LogTs moved to its end, when it took longer than
+    ``COMMIT_NOTED_SECONDS``.  DuckDB writes a large load at its commit (1-3 s of a 40,000 x 300 staging or merge:
+    docs/PERFORMANCE.md), which the step's duration must show.  ``written_at``: ``time.perf_counter()`` when the
+    rows were written.  Never raises: the step itself succeeded."""
+    seconds = time.perf_counter() - written_at
+    if seconds < COMMIT_NOTED_SECONDS or not log_ids:
+        return
+    try:
+        with target.begin() as conn:
+            d = conn.dialect
+            q = d.quote
+            ids = {f"id{i}": v for i, v in enumerate(log_ids)}
+            conn.execute(
+                f"UPDATE {d.qualified(ETL_LOG.schema, ETL_LOG.name)} SET {q('DurationSeconds')} = "
+                f"COALESCE({q('DurationSeconds')}, 0) + :s, {q('LogTs')} = :ts "
+                f"WHERE {q('LogId')} IN ({', '.join(':' + k for k in ids)})",
+                {"s": round(seconds, 3), "ts": now(), **ids})
+    except Exception:
+        log.warning("could not add the commit's %.2fs to etl.ETL_Log rows %s", seconds, ", ".join(log_ids),
+                    exc_info=True)
 
 
 def first_step_start(conn: Connection, table: str, batch: str) -> datetime | None:

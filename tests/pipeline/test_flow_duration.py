@@ -102,3 +102,40 @@ def test_a_run_reusing_an_earlier_extract_counts_from_its_own_first_step(sqlite_
     seconds = float(next(r["DurationSeconds"] for r in rows if r["StepName"] == "flow_complete"))
     steps = sum(float(r["DurationSeconds"]) for r in rows if r["StepName"] != "flow_complete")
     assert steps <= seconds + 0.005 and seconds < 1.0, (steps, seconds)
+
+
+def test_a_slow_commit_is_added_to_the_rows_of_its_transaction(sqlite_to_duckdb):
+    """DuckDB writes a large load at its commit (seconds for a wide table), after the step's rows were written:
+    add_commit_time adds it to their DurationSeconds and moves LogTs to its end (the step's start,
+    LogTs - DurationSeconds, is unchanged); a commit under COMMIT_NOTED_SECONDS changes nothing."""
+    register_demo_tables()
+    target = open_target(settings().target)
+    d = target.dialect
+
+    def rows() -> dict[str, tuple[float, datetime]]:
+        got = target.fetchall(f"SELECT {d.quote('LogId')}, {d.quote('DurationSeconds')}, {d.quote('LogTs')} FROM "
+                              f"{d.qualified('etl', 'ETL_Log')} WHERE {d.quote('Batch')} = 'c1'")
+        return {r[0]: (float(r[1]), r[2]) for r in got}
+
+    with target.begin() as conn:  # a step's transaction: its rows last, then the commit
+        ids = [runlog.write_log(conn, "client", step, "success", batch="c1", mode="full", duration=1.0)
+               for step in ("merge_ods", "flow_complete")]
+        other = runlog.write_log(conn, "client", "extract", "success", batch="c1", mode="full", duration=1.0)
+        written = time.perf_counter()
+    runlog.add_commit_time(target, ids, written)  # a fast commit: nothing written
+    before = rows()
+    assert {v[0] for v in before.values()} == {1.0}
+    with target.begin() as conn:
+        fast = runlog.write_log(conn, "client", "load_staging", "success", batch="c1", mode="full", duration=1.0)
+        written = time.perf_counter()
+        time.sleep(0.4)  # the commit of a large load
+    staged_seconds, staged_ts = rows()[fast]
+    runlog.add_commit_time(target, [fast], written)
+    after = rows()
+    seconds, ts = after[fast]
+    assert 1.4 <= seconds < 2.0
+    for log_id in [*ids, other]:
+        assert after[log_id] == before[log_id]  # rows of other transactions are left alone
+    assert ts > staged_ts
+    # when the step began, LogTs - DurationSeconds, is what it was
+    assert abs((ts.timestamp() - seconds) - (staged_ts.timestamp() - staged_seconds)) < 0.05
