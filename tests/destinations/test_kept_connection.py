@@ -10,7 +10,7 @@ commands an operator runs (``cbm-etl tables`` beside a busy process, a bad ``CBM
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
 import subprocess
 import sys
@@ -33,6 +33,7 @@ from cbm_luigi.destinations.locking import (
 )
 from cbm_luigi.errors import TargetError
 from tests.commands.test_errors import cbm_etl_command
+from tests.destinations.test_locking import os_lock_free
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="fork and fcntl (POSIX)")
 
@@ -51,16 +52,6 @@ def kept(tmp_path: Path) -> Iterator[tuple[Target, list[int]]]:
     set_lock_timeout(None)
 
 
-def lock_free(path: Path) -> bool:
-    with open(path, "a+", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-        return True
-
-
 def wait_until(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -68,6 +59,30 @@ def wait_until(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-unt
             return True
         time.sleep(0.02)
     return condition()
+
+
+HOLDER = """\
+import sys, time
+from cbm_luigi.destinations import open_target
+with open_target(sys.argv[1]).begin() as c:
+    c.execute(sys.argv[2])
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@contextlib.contextmanager
+def holder(url: str, statement: str, keep: str, env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process of the same code: one transaction (``statement``) on ``url``, then idle for a minute with
+    ``CBM_KEEP_TARGET_OPEN=keep``; yielded once its transaction committed, killed at the end."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, url, statement], env={**env, "CBM_KEEP_TARGET_OPEN": keep},
+                            stdout=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 def test_transactions_of_a_burst_share_one_opening_and_the_file_is_closed_once_idle(kept):
@@ -80,9 +95,9 @@ def test_transactions_of_a_burst_share_one_opening_and_the_file_is_closed_once_i
     assert target.fetchone("SELECT count(*) FROM t") == (20,)
     assert len(openings) == 1  # 22 transactions, one opening of the file
     path = lock_path(target)
-    assert path is not None and not lock_free(path)  # kept: the lock is still ours
+    assert path is not None and not os_lock_free(path)  # kept: the lock is still ours
     assert path.read_text(encoding="utf-8") == str(os.getpid())
-    assert wait_until(lambda: lock_free(path), 5.0), "the idle connection was not closed"
+    assert wait_until(lambda: os_lock_free(path), 5.0), "the idle connection was not closed"
     assert path.read_text(encoding="utf-8") == ""
     with target.begin() as conn:  # the next transaction opens it again
         assert conn.scalar("SELECT count(*) FROM t") == 20
@@ -93,28 +108,14 @@ def test_another_process_gets_the_file_while_the_holder_is_alive_and_idle(kept, 
     target, _ = kept
     with target.begin() as conn:
         conn.execute("CREATE TABLE t (who VARCHAR)")
-    # the holder: another process of the same code, idle after its transaction, keeping it for 0.3 s
-    holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time\n"
-            "from cbm_luigi.destinations import open_target\n"
-            "t = open_target(sys.argv[1])\n"
-            "with t.begin() as c: c.execute(\"INSERT INTO t VALUES ('holder')\")\n"
-            "print('ready', flush=True)\n"
-            "time.sleep(30)\n"), target.url],
-        env={**os.environ, "CBM_KEEP_TARGET_OPEN": "0.3"}, stdout=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        release_kept()  # this process lets go of the file, so the holder can take it
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    release_kept()  # this process lets go of the file, so the holder can take it
+    with holder(target.url, "INSERT INTO t VALUES ('holder')", "0.3", dict(os.environ), REPO) as proc:
         set_lock_timeout(10)
         started = time.monotonic()
         with target.begin() as conn:
             waited = time.monotonic() - started
             assert conn.fetchall("SELECT who FROM t") == [("holder",)]
-        assert holder.poll() is None  # still running: the file was closed because idle, not because it exited
-    finally:
-        holder.kill()
-        holder.wait(10)
+        assert proc.poll() is None  # still running: the file was closed because idle, not because it exited
     assert waited < 5
 
 
@@ -123,7 +124,7 @@ def test_a_forked_child_opens_the_file_itself(kept):
     with target.begin() as conn:
         conn.execute("CREATE TABLE t (who VARCHAR)")
     path = lock_path(target)
-    assert path is not None and not lock_free(path)  # kept by this process
+    assert path is not None and not os_lock_free(path)  # kept by this process
     pid = os.fork()
     if pid == 0:  # the child: the fork released the parent's file, the child's first transaction opens its own
         code = 1
@@ -189,7 +190,7 @@ def test_zero_closes_the_file_after_each_transaction(kept):
     for _ in range(3):
         with target.begin() as conn:
             conn.scalar("SELECT 1")
-        assert lock_free(path)
+        assert os_lock_free(path)
     assert len(openings) == 3
 
 
@@ -208,44 +209,18 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def test_cbm_etl_tables_gets_in_beside_a_process_that_keeps_the_file(cli_env, tmp_path):
     assert cbm_etl("init-db", env=cli_env, cwd=tmp_path).returncode == 0
-    holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time\n"
-            "from cbm_luigi.destinations import open_target\n"
-            "t = open_target(sys.argv[1])\n"
-            "with t.begin() as c: c.scalar('SELECT count(*) FROM config.\"ETL_Tables\"')\n"
-            "print('ready', flush=True)\n"
-            "time.sleep(float(sys.argv[2]))\n"), cli_env["CBM_TARGET"], "30"],
-        env={**cli_env, "CBM_KEEP_TARGET_OPEN": "0.5"}, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    with holder(cli_env["CBM_TARGET"], 'SELECT count(*) FROM config."ETL_Tables"', "0.5", cli_env, tmp_path) as proc:
         r = cbm_etl("tables", env={**cli_env, "CBM_TARGET_LOCK_TIMEOUT": "20"}, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-        assert holder.poll() is None
-    finally:
-        holder.kill()
-        holder.wait(10)
+        assert proc.poll() is None
 
 
 def test_a_process_keeping_the_file_longer_than_the_wait_is_named(cli_env, tmp_path):
     assert cbm_etl("init-db", env=cli_env, cwd=tmp_path).returncode == 0
-    holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time\n"
-            "from cbm_luigi.destinations import open_target\n"
-            "t = open_target(sys.argv[1])\n"
-            "with t.begin() as c: c.scalar('SELECT 1')\n"
-            "print('ready', flush=True)\n"
-            "time.sleep(60)\n"), cli_env["CBM_TARGET"]],
-        env={**cli_env, "CBM_KEEP_TARGET_OPEN": "60"}, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    with holder(cli_env["CBM_TARGET"], "SELECT 1", "60", cli_env, tmp_path) as proc:
         r = cbm_etl("tables", env={**cli_env, "CBM_TARGET_LOCK_TIMEOUT": "1"}, cwd=tmp_path)
-    finally:
-        holder.kill()
-        holder.wait(10)
     assert r.returncode == 2, r.stderr
-    assert f"(held by pid {holder.pid})" in r.stderr
+    assert f"(held by pid {proc.pid})" in r.stderr
     assert "raise CBM_TARGET_LOCK_TIMEOUT" in r.stderr
     assert "Traceback" not in r.stderr
 
