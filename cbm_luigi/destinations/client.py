@@ -142,7 +142,7 @@ class Target:
             yield c
 
     def release(self) -> None:
-        """Close the connection kept open between transactions, if any (before a long read of the source)."""
+        """Close the connection kept open between transactions, if any (the file is free for others at once)."""
         if self._kept is not None:
             self._kept.close()
 

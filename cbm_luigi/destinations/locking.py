@@ -215,8 +215,9 @@ def target_lock(target: Target) -> Iterator[None]:
 # here) and a table's night makes about twelve transactions: in a night of 100 no-change tables, three quarters of
 # the process's time went to opening and closing the file (docs/PERFORMANCE.md, "Kept open between transactions").
 # A process now keeps its connection, and the lock, while it works: the file is closed once nothing used it for
-# ``keep_target_open`` seconds (0.5), before the process forks (Luigi's --workers N, an extract's child), before an
-# extract reads the source, and at exit.  Other processes wait for the lock as before, at most that much longer.
+# ``keep_target_open`` seconds (0.5: an extract reading the source for minutes does not keep it), after a failed
+# transaction, before the process forks (Luigi's --workers N, an extract's child), and at exit.  Other processes
+# wait for the lock as before, at most that much longer.
 
 _override_keep: float | None = None
 
@@ -336,8 +337,8 @@ def kept_connection(engine: sa.Engine, path: Path) -> KeptConnection | None:
 
 
 def release_kept() -> None:
-    """Close every kept connection of this process that no transaction is using (before a fork, before a long
-    read of the source, at exit)."""
+    """Close every kept connection of this process that no transaction is using (before a fork, at the end of a
+    forked child or of a Luigi task process, at exit)."""
     for kept in list(_KEPT):
         if kept.guard.acquire(timeout=5.0):  # a transaction of another thread ends first
             try:
