@@ -1,9 +1,13 @@
-"""Test helpers: register the demo tables, and read source and ODS rows as comparable values."""
+"""Test helpers: register the demo tables, read source and ODS rows as comparable values, find the cbm-etl
+command, probe a lock file."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from cbm_luigi.commands.setup import sync_tables
@@ -82,3 +86,27 @@ def log_rows(run_id: str | None = None) -> list[dict[str, Any]]:
     rows = [dict(zip(names, r, strict=True)) for r in target.fetchall(sql)]
     rows.sort(key=lambda r: r["LogTs"])
     return [r for r in rows if run_id is None or r["RunId"] == run_id]
+
+
+def cbm_etl_command() -> list[str]:
+    """The installed console script (``pip install -e .``), else the same entry point through this Python."""
+    script = Path(sys.executable).with_name("cbm-etl")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("cbm-etl")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from cbm_luigi.cli import main; sys.exit(main())"]
+
+
+def os_lock_free(path: Path) -> bool:
+    """Whether another open file description can take the lock now (flock is per description)."""
+    import fcntl  # POSIX only: the tests that probe a lock skip on Windows
+
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return True

@@ -11,27 +11,15 @@ its own luigi.cfg through ``LUIGI_CONFIG_PATH`` and its ``CBM_*`` variables.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import cbm_etl_command
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_RULES = REPO / "docs" / "examples" / "data_quality" / "produit.yaml"
-
-
-def cbm_etl_command() -> list[str]:
-    """The installed console script (``pip install -e .``), else the same entry point through this Python."""
-    script = Path(sys.executable).with_name("cbm-etl")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("cbm-etl")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys; from cbm_luigi.cli import main; sys.exit(main())"]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers import cbm_etl_command, os_lock_free
 
 from cbm_luigi.destinations import open_target
 from cbm_luigi.destinations.client import Target
@@ -32,8 +33,6 @@ from cbm_luigi.destinations.locking import (
     set_lock_timeout,
 )
 from cbm_luigi.errors import TargetError
-from tests.commands.test_errors import cbm_etl_command
-from tests.destinations.test_locking import os_lock_free
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="fork and fcntl (POSIX)")
 

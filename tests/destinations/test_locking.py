@@ -7,7 +7,6 @@ transient TargetError naming the file and the holder's pid.  Within one process 
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import os_lock_free
 
 from cbm_luigi.destinations import open_target
 from cbm_luigi.destinations.client import Target
@@ -64,17 +64,6 @@ def stop(child: multiprocessing.process.BaseProcess) -> None:
     if child.is_alive():
         child.kill()
     child.join(10)
-
-
-def os_lock_free(path: Path) -> bool:
-    """Whether another open file description can take the lock now (flock is per description)."""
-    with open(path, "a+", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-        return True
 
 
 def test_the_lock_file_is_a_sibling_of_a_duckdb_file_only(target, tmp_path):
