@@ -1,5 +1,5 @@
-"""Test helpers: register the demo tables, read source and ODS rows as comparable values, find the cbm-etl
-command, probe a lock file."""
+"""Test helpers: register the demo tables, read source and ODS rows as comparable values, find the cbm-etl and
+luigi commands, probe a lock file."""
 
 from __future__ import annotations
 
@@ -97,6 +97,14 @@ def cbm_etl_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-c", "import sys; from cbm_luigi.cli import main; sys.exit(main())"]
+
+
+def luigi_executable() -> str:
+    """The ``luigi`` command installed beside this Python (or on the PATH)."""
+    beside = Path(sys.executable).with_name("luigi")
+    found = str(beside) if beside.exists() else shutil.which("luigi")
+    assert found, "the `luigi` executable is not installed"
+    return found
 
 
 def os_lock_free(path: Path) -> bool:

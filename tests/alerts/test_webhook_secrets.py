@@ -8,16 +8,14 @@ from __future__ import annotations
 import html
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
 import duckdb
 from alert_servers import WORKFLOW_PATH, Recorder
 from conftest import configure
-from helpers import register_demo_tables
+from helpers import luigi_executable, register_demo_tables
 
 from cbm_luigi.config.secrets import redact_text, url_secrets
 from cbm_luigi.demo import data as demo_data
@@ -66,13 +64,6 @@ def test_a_400_quoting_the_url_leaks_nothing_into_etl_alerts_nor_test_alert(reco
     [row] = alert_texts(db)
     assert "HTTP 400 rejected" in row and SECRET not in row and "sig=" not in row, row
     assert len(recorder.posts) == 1
-
-
-def luigi_executable() -> str:
-    beside = Path(sys.executable).with_name("luigi")
-    found = str(beside) if beside.exists() else shutil.which("luigi")
-    assert found, "the `luigi` executable is not installed"
-    return found
 
 
 def test_the_luigi_console_of_a_failing_task_shows_no_secret(recorder: Recorder, tmp_path, monkeypatch):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import PROGRESS_EMULATION, PgSource, configure, pg_params
-from helpers import ods_rows, pg_source_rows
+from helpers import luigi_executable, ods_rows, pg_source_rows
 
 from cbm_luigi.pipeline.extract import MANIFEST, extract_dir
 from cbm_luigi.pipeline.partitions import part_dir, parts_dir, split_range
@@ -31,13 +30,6 @@ TABLE = "big-table"
 ROWS = 30_000
 
 pytestmark = [pytest.mark.postgres, pytest.mark.odbc]
-
-
-def luigi_executable() -> str:
-    beside = Path(sys.executable).with_name("luigi")
-    found = str(beside) if beside.exists() else shutil.which("luigi")
-    assert found, "the `luigi` executable is not installed"
-    return found
 
 
 def cbm_etl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import configure
-from helpers import log_rows, norm, ods_rows, register_demo_tables, spec_of
+from helpers import log_rows, luigi_executable, norm, ods_rows, register_demo_tables, spec_of
 
 from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
@@ -41,13 +40,6 @@ DOCUMENTED = {
     "LoadAll --mode incremental",
 }
 DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "cbm_luigi").rglob("*.py"))]
-
-
-def luigi_executable() -> str:
-    beside = Path(sys.executable).with_name("luigi")
-    found = str(beside) if beside.exists() else shutil.which("luigi")
-    assert found, "the `luigi` executable is not installed"
-    return found
 
 
 def luigi(args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
