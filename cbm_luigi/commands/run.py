@@ -76,6 +76,26 @@ def succeeded(result: luigi.execution_summary.LuigiRunResult) -> bool:
 
 #: how often a run waits for the tasks of its batch that another worker of the central scheduler runs
 OTHER_WORKERS_POLL_SECONDS = 2.0
+#: while the same tasks of the batch run elsewhere, a waiting run schedules the batch again at most this seldom
+OTHER_WORKERS_RESCHEDULE_SECONDS = 60.0
+
+
+def running_elsewhere(host: str, port: int, batch: str) -> frozenset[str] | None:
+    """The ids of the batch's tasks that the central scheduler has RUNNING, in one request (scheduling the batch
+    again means an add_task per task and every task's completeness check on the target); None when it cannot
+    say (unreachable, or too many tasks to list)."""
+    import luigi.rpc  # deferred: start-up of cbm-etl
+
+    try:
+        # task_list is one of the methods luigi.rpc adds to RemoteScheduler from luigi.scheduler.RPC_METHODS
+        tasks = luigi.rpc.RemoteScheduler(f"http://{host}:{port}").task_list(  # type: ignore[attr-defined]
+            status="RUNNING", upstream_status="", search=f"batch_id={batch}")
+    except Exception as exc:  # noqa: BLE001 - then the run schedules again, as it would without asking
+        log.debug("could not list the running tasks of batch %s: %s", batch, exc)
+        return None
+    if not isinstance(tasks, dict) or "num_tasks" in tasks:
+        return None
+    return frozenset(tid for tid, t in tasks.items() if str((t.get("params") or {}).get("batch_id")) == batch)
 
 
 def run_by_other_workers(result: luigi.execution_summary.LuigiRunResult) -> bool:
@@ -135,12 +155,25 @@ def cmd_run(args: argparse.Namespace) -> int:
             result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
             # A worker of the central scheduler leaves ([worker] keep_alive=false) when what is left of the batch
             # runs in another worker: wait for it, scheduling again (and taking over what it leaves undone).
+            # Scheduled again when the tasks running elsewhere change (one ended: what waited on it may be free),
+            # or every OTHER_WORKERS_RESCHEDULE_SECONDS; in between one cheap request to luigid per poll.
             deadline = time.monotonic() + float(cbm_option("other_workers_timeout", 21600.0))
-            while args.scheduler_host and run_by_other_workers(result) and time.monotonic() < deadline:
-                log.info("tasks of batch %s are run by another worker: waiting %.0fs, then asking again",
+            if args.scheduler_host and run_by_other_workers(result):
+                log.info("tasks of batch %s are run by another worker: waiting for them (asking luigid every %.0fs)",
                          task.batch_id, OTHER_WORKERS_POLL_SECONDS)
+                running = running_elsewhere(args.scheduler_host, args.scheduler_port, task.batch_id)
+                scheduled = time.monotonic()
+            while args.scheduler_host and run_by_other_workers(result) and time.monotonic() < deadline:
                 time.sleep(OTHER_WORKERS_POLL_SECONDS)
+                now_running = running_elsewhere(args.scheduler_host, args.scheduler_port, task.batch_id)
+                if (now_running and now_running == running
+                        and time.monotonic() - scheduled < OTHER_WORKERS_RESCHEDULE_SECONDS):
+                    continue  # the same tasks still run elsewhere: nothing new to take over
+                log.info("batch %s: %d task(s) running in other workers; scheduling what is left again", task.batch_id,
+                         len(now_running or ()))
                 result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
+                running = running_elsewhere(args.scheduler_host, args.scheduler_port, task.batch_id)
+                scheduled = time.monotonic()
     except Exception as exc:  # noqa: BLE001 - e.g. the central scheduler is unreachable: say so, exit non-zero
         log.error("the run could not complete: %s: %s", type(exc).__name__, exc)
         print(f"cbm-etl run: {type(exc).__name__}: {exc}")

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import configure
+from conftest import configure, pg_params
 from helpers import log_rows, ods_rows, pg_source_rows, register_demo_tables
 from test_scheduler import api, luigid  # noqa: F401 - luigid: the real central scheduler fixture
 
+from cbm_luigi.commands.setup import sync_tables
 from cbm_luigi.demo import data as demo_data
 from cbm_luigi.destinations import open_target
 from cbm_luigi.tasks.context import clear_caches, settings
@@ -89,3 +92,46 @@ def test_two_workers_of_one_luigid_both_exit_0(luigid, pg_source, pg_database, m
     assert sum(str(v["name"]).endswith(".MergeOds") for v in done.values()) == len(TABLES)
     for r in runs:
         assert f"{len(TABLES)} of {len(TABLES)} table(s) loaded" in r.stdout, r.stdout[-3000:]
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_a_worker_waiting_for_another_asks_luigid_instead_of_scheduling_again(luigid, pg_source, pg_database,  # noqa: F811
+                                                                               monkeypatch):
+    """One table takes ~15 s to read (its source connection capped at 1 MiB/s by a real TCP forwarder): the other
+    worker, done with the rest, waits for it.  It asks luigid which tasks of the batch run (one request every 2 s)
+    and schedules the batch again only when that changes, not every 2 s (each scheduling is an add_task and a
+    completeness check on the target per task of the batch)."""
+    from bench.throttle import ThrottledForwarder
+
+    pg_source.execute(f'CREATE TABLE "{pg_source.schema}"."big" AS SELECT g AS id, '
+                      "timestamp '2026-01-01' + g * interval '1 second' AS date_modif, repeat('x', 500) AS payload "
+                      "FROM generate_series(1, 30000) g")
+    pg_source.execute(f'ALTER TABLE "{pg_source.schema}"."big" ADD PRIMARY KEY (id)')
+    with ThrottledForwarder("127.0.0.1", int(pg_params(pg_source.conninfo).get("port", "5432")),
+                            bytes_per_second=2**20) as fwd:
+        odbc = re.sub(r"PORT=\d+", f"PORT={fwd.port}", pg_source.odbc)
+        configure(monkeypatch, source=odbc, flavor="progress", schema=pg_source.schema, target=pg_database)
+        store = register_demo_tables()
+        sync_tables(["big"])
+        store.register_table("big", primary_key=["id"], date_modif_col="date_modif", priority="critical")
+        clear_caches()
+        batch = f"waiting-{os.getpid()}"
+        runs = start_runs(batch, "--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid["port"]))
+    for r in runs:
+        assert r.returncode == 0, r.stdout[-5000:]
+        assert f"{len(TABLES) + 1} of {len(TABLES) + 1} table(s) loaded" in r.stdout, r.stdout[-3000:]
+    waited = [r.stdout for r in runs if "run by another worker: waiting for them" in r.stdout]
+    assert waited, "neither worker waited for the other: the big table did not keep one of them busy"
+    waits = []  # (seconds waited, schedulings again, output) of each worker that waited
+    for out in waited:
+        lines = out.splitlines()
+        start = next(i for i, ln in enumerate(lines) if "run by another worker: waiting for them" in ln)
+        stamps = [datetime.strptime(ln[:23], "%Y-%m-%d %H:%M:%S,%f") for ln in lines[start:] if ln[:4].isdigit()]
+        waits.append(((stamps[-1] - stamps[0]).total_seconds(),
+                      sum("scheduling what is left again" in ln for ln in lines[start:]), out))
+    seconds, again, out = max(waits)  # the worker that waited for the big table
+    # scheduling again every 2 s would be seconds / 2 times (at least 5 here); when a task elsewhere ends, it is
+    # at most once per task of the big table (extract, staging, merge) and once when nothing runs there any more
+    assert seconds >= 10, f"the worker waited {seconds:.1f}s only: too short to tell"
+    assert again <= 4, (again, seconds, out[-3000:])
