@@ -163,17 +163,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                          task.batch_id, OTHER_WORKERS_POLL_SECONDS)
                 running = running_elsewhere(args.scheduler_host, args.scheduler_port, task.batch_id)
                 scheduled = time.monotonic()
-            while args.scheduler_host and run_by_other_workers(result) and time.monotonic() < deadline:
-                time.sleep(OTHER_WORKERS_POLL_SECONDS)
-                now_running = running_elsewhere(args.scheduler_host, args.scheduler_port, task.batch_id)
-                if (now_running and now_running == running
-                        and time.monotonic() - scheduled < OTHER_WORKERS_RESCHEDULE_SECONDS):
-                    continue  # the same tasks still run elsewhere: nothing new to take over
-                log.info("batch %s: %d task(s) running in other workers; scheduling what is left again", task.batch_id,
-                         len(now_running or ()))
-                result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
-                running = running_elsewhere(args.scheduler_host, args.scheduler_port, task.batch_id)
-                scheduled = time.monotonic()
+                while run_by_other_workers(result) and time.monotonic() < deadline:
+                    time.sleep(OTHER_WORKERS_POLL_SECONDS)
+                    now_running = running_elsewhere(args.scheduler_host, args.scheduler_port, task.batch_id)
+                    if (now_running and now_running == running
+                            and time.monotonic() - scheduled < OTHER_WORKERS_RESCHEDULE_SECONDS):
+                        continue  # the same tasks still run elsewhere: nothing new to take over
+                    log.info("batch %s: %d task(s) running in other workers; scheduling what is left again",
+                             task.batch_id, len(now_running or ()))
+                    result = build_result([task], args.workers, args.scheduler_host, args.scheduler_port)
+                    running = running_elsewhere(args.scheduler_host, args.scheduler_port, task.batch_id)
+                    scheduled = time.monotonic()
     except Exception as exc:  # noqa: BLE001 - e.g. the central scheduler is unreachable: say so, exit non-zero
         log.error("the run could not complete: %s: %s", type(exc).__name__, exc)
         print(f"cbm-etl run: {type(exc).__name__}: {exc}")
