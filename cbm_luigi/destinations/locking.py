@@ -147,9 +147,8 @@ class InterProcessLock:
         self._thread_lock.release()
 
     def unhold(self) -> None:
-        with self._thread_lock:
-            self._thread_lock.acquire()  # release() ends with one release of the thread lock
-            self.release()
+        self._thread_lock.acquire()  # release() ends by releasing it
+        self.release()
 
     def forget(self) -> None:
         """In a forked child: the parent's lock state is not ours."""
@@ -194,6 +193,11 @@ def lock_path(target: Target) -> Path | None:
     return Path(db).with_name(Path(db).name + ".cbm-lock")
 
 
+def waiting_for(path: Path) -> str:
+    """What a wait on the lock file ``path`` is for, as its time-out message says it."""
+    return f"target {path.name.removesuffix('.cbm-lock')}"
+
+
 @contextlib.contextmanager
 def target_lock(target: Target) -> Iterator[None]:
     """Hold the target's single-writer lock for the duration of a transaction (no-op for other targets)."""
@@ -202,7 +206,7 @@ def target_lock(target: Target) -> Iterator[None]:
         yield
         return
     lk = lock_for(path)
-    lk.acquire(lock_timeout(), what=f"target {path.name[:-len('.cbm-lock')]}")
+    lk.acquire(lock_timeout(), what=waiting_for(path))
     try:
         yield
     finally:
@@ -330,7 +334,7 @@ def kept_connection(engine: sa.Engine, path: Path) -> KeptConnection | None:
     idle = keep_open_seconds()
     if idle <= 0:
         return None
-    kept = KeptConnection(engine, lock_for(path), idle, what=f"target {path.name[:-len('.cbm-lock')]}")
+    kept = KeptConnection(engine, lock_for(path), idle, what=waiting_for(path))
     with _LOCKS_GUARD:
         _KEPT.append(kept)
     return kept
