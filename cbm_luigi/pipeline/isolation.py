@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from cbm_luigi.destinations.locking import release_kept
 from cbm_luigi.errors import SourceError, TransientSourceError
+from cbm_luigi.model.arrow import hold_pandas_off
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,15 +104,17 @@ _WARMED: set[int] = set()
 
 def warm_up() -> None:
     """What every extract initializes on first use, done once in this process before it forks: a forked child
-    inherits it instead of paying for it again.  pyarrow's compute functions cost ~0.2-0.5 s at their first call
-    (per process), arrow-odbc's import ~0.1 s: 100 extracts in one process paid it 100 times."""
+    inherits it instead of paying for it again.  pyarrow's first conversion of Python values imported pandas
+    (0.2-0.3 s per process; now held off, model/arrow.py), arrow-odbc's import costs ~0.1 s: 100 extracts in one
+    process paid them 100 times."""
     if os.getpid() in _WARMED:
         return
     _WARMED.add(os.getpid())
     import pyarrow as pa  # deferred: only where an extract runs
     import pyarrow.compute as pc  # deferred: only where an extract runs
 
-    pc.utf8_length(pa.array(["warm-up"]))
+    hold_pandas_off()
+    pc.utf8_length(pa.nulls(1, pa.string()))
     with contextlib.suppress(ImportError):  # no unixODBC: the extract itself says so, with the fix
         import arrow_odbc  # noqa: F401  # deferred: the ODBC driver manager loads only where ODBC is used
 

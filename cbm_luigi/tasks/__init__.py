@@ -17,6 +17,7 @@ missing.
 from __future__ import annotations
 
 from cbm_luigi.config.logs import redact_luigi_console
+from cbm_luigi.model.arrow import hold_pandas_off
 from cbm_luigi.tasks.table import ExtractParquet, LoadStaging, MergeOds
 from cbm_luigi.tasks.wrappers import LoadAll, LoadTable
 
@@ -24,3 +25,5 @@ __all__ = ["ExtractParquet", "LoadAll", "LoadStaging", "LoadTable", "MergeOds"]
 
 # the `luigi` command's console: secrets redacted like cbm-etl's (config/logs.py)
 redact_luigi_console()
+# pyarrow's first conversion would import pandas, which the data path never uses (model/arrow.py)
+hold_pandas_off()

@@ -248,3 +248,36 @@ def test_failures_name_the_cause_and_set_the_exit_code(demo, tmp_path):
     assert r.returncode == 40, r.stderr[-3000:]
     assert "sometimes is not a valid choice" in r.stderr
     assert log_rows() == []  # nothing ran
+
+
+def test_a_load_never_imports_pandas(demo, tmp_path, monkeypatch):
+    # pyarrow imports pandas at its first conversion of Python values (0.2-0.3 s a process) unless
+    # cbm_luigi.model.arrow answers its question first: the luigi process and its extract child, import by import
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    r = luigi("LoadTable --table produit --mode full", tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert in_sync(demo, "produit")
+    imported = {m.group(1) for m in re.finditer(r"^import time:.*\|\s*(\S+)$", r.stderr, re.M)}
+    assert {"pyarrow", "cbm_luigi.tasks", "arrow_odbc"} <= imported, sorted(imported)[:50]
+    # (a refused import prints its line too: pandas itself imported means its submodules imported)
+    assert not {m for m in imported if m.startswith("pandas.")}
+
+
+PANDAS_ON_DEMAND = r"""
+import sys
+import cbm_luigi.tasks  # noqa: F401  (holds pandas off)
+import pyarrow as pa, pyarrow.compute as pc
+assert pc.sum(pc.equal(pa.array([1, 2, None]), 1)).as_py() == 1 and pa.scalar("é").as_py() == "é"
+assert "pandas" not in sys.modules, "converted Python values imported pandas"
+frame = pa.table({"a": [1, 2], "b": ["x", None]}).to_pandas()  # pyarrow's own pandas path imports it when asked
+import pandas as pd
+back = pa.Table.from_pandas(frame, preserve_index=False)
+assert back.column("a").to_pylist() == [1, 2] and back.column("b").to_pylist() == ["x", None], back
+assert pa.array(pd.Series([1.5, None])).to_pylist() == [1.5, None]
+print("ok")
+"""
+
+
+def test_pyarrow_still_reaches_pandas_when_asked_for_it():
+    r = subprocess.run([sys.executable, "-c", PANDAS_ON_DEMAND], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
