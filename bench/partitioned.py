@@ -149,7 +149,7 @@ def print_figures(f: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.measure import machine
+    from bench.measure import compile_package, machine
     from bench.run import _drop_databases
     from bench.source import BenchSource
     from cbm_luigi.destinations.locking import set_keep_open
@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     # this process reads the ODS files itself (read_only) between the commands it times, which open them: it
     # closes a DuckDB file after each of its own transactions (the commands keep theirs, as in production)
     set_keep_open(0)
+    bytecode = compile_package()
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="cbm-bench-part-"))
     src = BenchSource(args.pg, args.source_db)
     table = src.ensure_table(args.rows, args.cols)
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             _drop_databases(args.pg, created)
             if not args.workdir:
                 shutil.rmtree(workdir, ignore_errors=True)
-    figures["machine"] = machine()
+    figures["machine"] = {**machine(), "bytecode": bytecode}
     figures["seconds"] = round(time.perf_counter() - started, 1)
     print_figures(figures)
     if args.json:

@@ -103,9 +103,11 @@ def _fmt(v: float | None, spec: str = ",.0f") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.measure import environment, machine, raw_read
+    from bench.measure import compile_package, environment, machine, raw_read
     from bench.source import BenchSource
     from cbm_luigi.destinations.locking import set_keep_open
+
+    bytecode = compile_package()
 
     # this process reads the ODS files itself (read_only) between the commands it times, which open them: it
     # closes a DuckDB file after each of its own transactions (the commands keep theirs, as in production)
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.workdir:
                 shutil.rmtree(workdir, ignore_errors=True)
     total = time.perf_counter() - started
-    figures = _figures(args, table, big, raw, results, {**machine(), "load_average_at_start": load_at_start}, total,
+    figures = _figures(args, table, big, raw, results, {**machine(), "load_average_at_start": load_at_start, "bytecode": bytecode}, total,
                        small)
     figures["partitioned"] = partitioned
     _print(figures)
@@ -436,7 +438,8 @@ def _print(f: dict[str, Any]) -> None:
     print(f"\ncbm-luigi benchmark: {f['rows']:,} rows x {f['cols']} columns, PostgreSQL source over ODBC "
           f"({f['table']})")
     print(f"machine: {m['cpu']}, {m['memory']}; Python {m['python']}, pyarrow {m['pyarrow']}, "
-          f"arrow-odbc {m['arrow-odbc']}, duckdb {m['duckdb']}; load average {m['load_average_at_start']} at start")
+          f"arrow-odbc {m['arrow-odbc']}, duckdb {m['duckdb']}; load average {m['load_average_at_start']} at start; "
+          f"{m['bytecode']}")
     r = f["raw_read"]
     line = f"raw ODBC read into Arrow (the limit): {r['seconds']:.2f} s, {r['rows_per_s']:,.0f} rows/s"
     if f["raw_read_scaled"]:

@@ -1,6 +1,6 @@
 """Preflight: is this machine ready for the night run?  A list of checks, each OK / WARN / FAIL with the fix.
 
-Global checks: Python packages, settings and ``.env``, the ODBC driver manager and the drivers (or DSNs) named
+Global checks: Python packages and the package's cached bytecode, settings and ``.env``, the ODBC driver manager and the drivers (or DSNs) named
 by the connection strings (the installed ones are listed), source and target reachable (each within a short
 timeout), metadata objects present, free disk for the parquet cache, alert channels, and the Luigi central
 scheduler when one is configured.  Per table (``cbm-etl preflight produit``): the config.ETL_Tables row loads,
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
 import queue
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -110,6 +112,26 @@ def run_with_timeout(fn: Callable[[], T], seconds: float) -> T:
     return Worker().call(fn, seconds)
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def bytecode_is_current(source: Path) -> bool:
+    """Whether ``source`` has a cached bytecode file this Python would load as it is (its magic number, and the
+    source's modification time and size in its header; a hash-based one counts as current)."""
+    try:
+        with open(importlib.util.cache_from_source(str(source)), "rb") as f:
+            header = f.read(16)
+        st = source.stat()
+    except (OSError, NotImplementedError, ValueError):
+        return False
+    if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    if int.from_bytes(header[4:8], "little") & 1:  # hash-based (PEP 552)
+        return True
+    mtime, size = int.from_bytes(header[8:12], "little"), int.from_bytes(header[12:16], "little")
+    return mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF
+
+
 def odbc_driver_name(conn_str: str) -> tuple[str, str] | None:
     """``("driver", name)`` or ``("dsn", name)`` named by an ODBC connection string, or None."""
     for key in ("DRIVER", "DSN"):
@@ -155,6 +177,7 @@ class Preflight:
     def run(self, tables: Sequence[str] = ()) -> list[Check]:
         try:
             self.check_packages()
+            self.check_bytecode()
             self.check_settings()
             if self.settings is not None:
                 self.check_odbc()
@@ -204,6 +227,25 @@ class Preflight:
                      "pip install the package named if you need what it serves")
         else:
             self.add("python packages", OK, ", ".join(found))
+
+    def check_bytecode(self, package: Path = PACKAGE_DIR) -> None:
+        """Every cbm-etl and luigi process imports ~100 modules of this package: without an up-to-date cached
+        bytecode (``__pycache__``) that Python may not write, each process compiles them again (~0.1 s here)."""
+        sources = sorted(package.rglob("*.py"))
+        stale = [path for path in sources if not bytecode_is_current(path)]
+        if not stale:
+            self.add("bytecode", OK, f"cached for the {len(sources)} modules of {package}")
+            return
+        what = f"{len(stale)} of the {len(sources)} modules of {package} (first: {stale[0].relative_to(package)})"
+        cannot = ("PYTHONDONTWRITEBYTECODE is set" if sys.dont_write_bytecode
+                  else next((f"{p.parent} is not writable by this user" for p in stale
+                             if not os.access(p.parent, os.W_OK)), ""))
+        if not cannot:
+            self.add("bytecode", OK, f"not cached yet for {what}: Python caches them at their first import")
+            return
+        self.add("bytecode", WARN, f"no up-to-date cached bytecode for {what}, and this Python cannot write it "
+                 f"({cannot}): every cbm-etl and luigi process compiles them again (~0.1 s each)",
+                 f"{sys.executable} -m compileall -q {package}  (after every install or update of cbm-luigi)")
 
     def check_settings(self) -> None:
         env = Path.cwd() / ".env"

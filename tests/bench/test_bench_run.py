@@ -77,6 +77,8 @@ def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, caps
         assert code == 0, printed
         # the figures
         assert "raw ODBC read into Arrow" in printed and "full load end to end / raw read" in printed
+        n_modules = len(list((Path(__file__).resolve().parents[2] / "cbm_luigi").rglob("*.py")))
+        assert f"cbm_luigi bytecode cached for {n_modules} of {n_modules} modules" in printed
         assert "incremental + key scan / full" in printed and "key scan s" in printed
         assert figures["raw_read"]["rows"] == ROWS and figures["raw_read"]["seconds"] > 0
         assert figures["raw_read_scaled"]["rows"] == ROWS * SCALE

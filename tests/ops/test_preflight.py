@@ -68,7 +68,8 @@ def luigid(tmp_path) -> Iterator[str]:
     proc.wait(timeout=10)
 
 
-def test_a_correct_setup_is_all_ok(ready, luigid, capsys):
+def test_a_correct_setup_is_all_ok(ready, luigid, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # a module edited since compiled: cached at its import
     checks = Preflight(timeout=10, scheduler_url=luigid).run(["produit"])
     assert_all_ok(checks)
     c = by_name(checks)
