@@ -43,7 +43,7 @@ from cbm_luigi.alerts.message import (
     task_link,
 )
 from cbm_luigi.config.alerts import AlertSettings, load_alert_settings
-from cbm_luigi.config.run import RUN_ID
+from cbm_luigi.config.run import RUN_ID, RUN_STARTED
 from cbm_luigi.errors import ConfigError
 from cbm_luigi.store.alerts_log import AlertLog
 
@@ -109,7 +109,10 @@ def notify_failure(*, table: str, step: str, batch: str | None, mode: str | None
                    run_id: str, rows: int | None = None, duration: float | None = None,
                    task_id: str | None = None, target: Target | None = None,
                    settings: AlertSettings | None = None) -> list[Delivery]:
-    """The "table load failed" alert, once per (table, batch, run): a retry of the same failure is not re-sent.
+    """The "table load failed" alert, once per (table, batch, run): a retry of the same failure is not re-sent,
+    nor a failure of the same table and batch that another run alerted after this one started (the other hosts
+    of one night: luigid gives a failed table to the next worker that asks).  A run started after that alert (the
+    operator's re-run) alerts again.
 
     Never raises (returns the deliveries, empty when nothing was sent).
     """
@@ -124,6 +127,16 @@ def notify_failure(*, table: str, step: str, batch: str | None, mode: str | None
                 if alert_log.last_sent(FAILURE, table=table, run_id=run_id, delivered_only=False) is not None:
                     _failures_sent.add(key)
                     log.info("failure alert for %s already recorded for run %s: not re-sent", table, run_id)
+                    return []
+                # another host (or process) of the same batch, running at the same time, alerted it already:
+                # luigid hands a failed table to the next worker that asks, which fails it again
+                other = (alert_log.failure_alerted_by_another_run(FAILURE, table=table, batch=batch,
+                                                                  since=RUN_STARTED, run_id=run_id)
+                         if batch else None)
+                if other is not None:
+                    _failures_sent.add(key)
+                    log.warning("%s failed again at %s (batch %s): its failure alert was sent at %s by run %s of "
+                                "the same batch, not re-sent", table, step, batch, other[1], other[0])
                     return []
             except Exception:  # noqa: BLE001 - the target may be down: still alert
                 log.warning("cannot read etl.ETL_Alerts: sending the failure alert without the duplicate check")

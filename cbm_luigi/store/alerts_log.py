@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from cbm_luigi.config.secrets import redact_text, secret_values
 from cbm_luigi.destinations.client import Target
-from cbm_luigi.store.schema import ETL_ALERTS
+from cbm_luigi.store.schema import ETL_ALERTS, ETL_LOG
 
 
 class AlertRecord(Protocol):
@@ -70,6 +70,26 @@ class AlertLog:
         if rows:
             with self.target.begin() as conn:
                 conn.execute(sql, rows)
+
+    def failure_alerted_by_another_run(self, alert_type: str, *, table: str, batch: str, since: datetime,
+                                       run_id: str) -> tuple[str, datetime] | None:
+        """(run id, when) of the latest ``alert_type`` alert about ``table`` recorded since ``since`` by another run
+        that logged a failure of ``table`` in ``batch`` (etl.ETL_Log), or None: the same failure alerted by another
+        host (or process) of the same batch while this run was running."""
+        q = self.d.quote
+        alerts, runs = self.table, self.d.qualified(ETL_LOG.schema, ETL_LOG.name)
+        row = self.target.fetchone(
+            f"SELECT {alerts}.{q('RunId')}, {alerts}.{q('SentTs')} FROM {alerts} "
+            f"WHERE {alerts}.{q('AlertType')} = :a AND {alerts}.{q('TableName')} = :t "
+            f"AND {alerts}.{q('SentTs')} >= :since AND {alerts}.{q('RunId')} <> :r "
+            f"AND EXISTS (SELECT 1 FROM {runs} WHERE {runs}.{q('RunId')} = {alerts}.{q('RunId')} "
+            f"AND {runs}.{q('TableName')} = :t AND {runs}.{q('Batch')} = :b AND {runs}.{q('Status')} = :failed) "
+            f"ORDER BY {alerts}.{q('SentTs')} DESC",
+            {"a": alert_type, "t": table, "since": since, "r": run_id, "b": batch, "failed": "failed"})
+        if not row:
+            return None
+        sent = row[1] if isinstance(row[1], datetime) else datetime.fromisoformat(str(row[1]))
+        return str(row[0]), sent
 
     def last_sent(self, alert_type: str, *, table: str | None = None, severity: str | None = None,
                   run_id: str | None = None, since: datetime | None = None, delivered_only: bool = True

@@ -11,10 +11,13 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from alert_servers import card_of, facts_of, recorder, texts_of  # noqa: F401 - recorder: the webhook receiver fixture
 from conftest import configure, pg_params
 from helpers import log_rows, ods_rows, pg_source_rows, register_demo_tables
 from test_scheduler import api, luigid  # noqa: F401 - luigid: the real central scheduler fixture
@@ -135,3 +138,47 @@ def test_a_worker_waiting_for_another_asks_luigid_instead_of_scheduling_again(lu
     # at most once per task of the big table (extract, staging, merge) and once when nothing runs there any more
     assert seconds >= 10, f"the worker waited {seconds:.1f}s only: too short to tell"
     assert again <= 4, (again, seconds, out[-3000:])
+
+
+def failure_cards(recorder: Any, table: str) -> list[dict[str, str]]:  # noqa: F811 - the fixture's value
+    """The facts of the "failed" cards about ``table`` that reached the webhook."""
+    out = []
+    for post in recorder.posts:
+        card = card_of(post)
+        if any(f"{table} failed at" in t for t in texts_of(card)):
+            out.append(facts_of(card))
+    return out
+
+
+@pytest.mark.postgres
+@pytest.mark.odbc
+def test_a_table_failing_on_every_worker_of_a_batch_is_alerted_once(luigid, pg_source, pg_database, recorder,  # noqa: F811
+                                                                     monkeypatch):
+    """Two workers of one luigid (two hosts of one night), one batch, a table that fails to stage (registered with
+    a key that is not unique): luigid gives the failed table to the other worker too, which fails it again.  One
+    Teams card for the table, not one per worker; the operator's re-run of the batch afterwards alerts again."""
+    configure(monkeypatch, source=pg_source.odbc, flavor="progress", schema=pg_source.schema, target=pg_database)
+    store = register_demo_tables(["produit", "lignecli"])
+    store.register_table("lignecli", primary_key=["num_cde"], date_modif_col="dat_mod", lookback="12h")
+    clear_caches()
+    monkeypatch.setenv("CBM_TEAMS_WEBHOOK", recorder.workflow_url())
+    batch = f"alerted-{os.getpid()}"
+    on_luigid = ("--scheduler-host", "127.0.0.1", "--scheduler-port", str(luigid["port"]))
+    runs = start_runs(batch, *on_luigid)
+    for r in runs:
+        assert r.returncode == 1, r.stdout[-5000:]
+        assert re.search(r"lignecli\s+\w+\s+FAILED at load_staging", r.stdout), r.stdout[-3000:]
+    failed = [r for r in log_rows() if r["Batch"] == batch and r["Status"] == "failed"]
+    assert {r["TableName"] for r in failed} == {"lignecli"}
+    assert len({r["RunId"] for r in failed}) == 2, "the second worker did not try the failed table: nothing to tell"
+    cards = failure_cards(recorder, "lignecli")
+    assert len(cards) == 1, cards
+    quiet = [r.stdout for r in runs if "its failure alert was sent at" in r.stdout]
+    assert len(quiet) == 1 and f"by run {cards[0]['Run id']} of the same batch, not re-sent" in quiet[0]
+
+    # the operator's re-run, once the night is over: a new failure of the same batch, alerted
+    time.sleep(1.1)  # alerts and run starts are kept to the second
+    [again] = start_runs(batch, *on_luigid, n=1)
+    assert again.returncode == 1, again.stdout[-3000:]
+    cards = failure_cards(recorder, "lignecli")
+    assert len(cards) == 2 and cards[1]["Batch"] == batch, cards
