@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-_done = threading.Lock()
+_lock = threading.Lock()
 _held = False
 
 
@@ -35,7 +35,7 @@ class _RefusePandas(importlib.abc.MetaPathFinder):
 def hold_pandas_off() -> bool:
     """pyarrow's "is pandas there?" answered "no" without importing pandas, once per process; True when done now."""
     global _held
-    with _done:
+    with _lock:
         if _held or "pandas" in sys.modules:
             return False
         _held = True

@@ -73,19 +73,21 @@ class AlertLog:
 
     def failure_alerted_by_another_run(self, alert_type: str, *, table: str, batch: str, since: datetime,
                                        run_id: str) -> tuple[str, datetime] | None:
-        """(run id, when) of the latest ``alert_type`` alert about ``table`` recorded since ``since`` by another run
+        """(run id, when) of the latest ``alert_type`` alert about ``table`` delivered since ``since`` by another run
         that logged a failure of ``table`` in ``batch`` (etl.ETL_Log), or None: the same failure alerted by another
-        host (or process) of the same batch while this run was running."""
+        host (or process) of the same batch while this run was running.  One that reached no channel does not
+        count: then nobody was told."""
         q = self.d.quote
         alerts, runs = self.table, self.d.qualified(ETL_LOG.schema, ETL_LOG.name)
         row = self.target.fetchone(
             f"SELECT {alerts}.{q('RunId')}, {alerts}.{q('SentTs')} FROM {alerts} "
             f"WHERE {alerts}.{q('AlertType')} = :a AND {alerts}.{q('TableName')} = :t "
             f"AND {alerts}.{q('SentTs')} >= :since AND {alerts}.{q('RunId')} <> :r "
+            f"AND {alerts}.{q('Delivered')} = :true "
             f"AND EXISTS (SELECT 1 FROM {runs} WHERE {runs}.{q('RunId')} = {alerts}.{q('RunId')} "
             f"AND {runs}.{q('TableName')} = :t AND {runs}.{q('Batch')} = :b AND {runs}.{q('Status')} = :failed) "
             f"ORDER BY {alerts}.{q('SentTs')} DESC",
-            {"a": alert_type, "t": table, "since": since, "r": run_id, "b": batch, "failed": "failed"})
+            {"a": alert_type, "t": table, "since": since, "r": run_id, "true": True, "b": batch, "failed": "failed"})
         if not row:
             return None
         sent = row[1] if isinstance(row[1], datetime) else datetime.fromisoformat(str(row[1]))

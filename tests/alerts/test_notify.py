@@ -359,3 +359,32 @@ def test_notify_failure_survives_a_broken_target(recorder, tmp_path):
                          run_id="run-x", target=broken, settings=fast(webhooks=(recorder.workflow_url(),)))
     assert [d.delivered for d in out] == [True]
     assert Path(tmp_path).exists()
+
+
+def test_a_failure_another_run_of_the_batch_alerted_is_not_re_sent_unless_nobody_was_told(sqlite_pipeline,
+                                                                                          recorder, monkeypatch):
+    target = open_target(settings().target)
+
+    def fail(run_id: str) -> list[Any]:
+        """Run ``run_id`` (another host of the night) logs lignecli's failure in batch b7, then alerts it."""
+        monkeypatch.setattr(runlog, "RUN_ID", run_id)
+        runlog.write_log_now(target, "lignecli", "load_staging", "failed", batch="b7", mode="full", error="DataError")
+        return notify_failure(table="lignecli", step="load_staging", batch="b7", mode="full", error="DataError: dup",
+                              run_id=run_id, target=target)
+
+    # host 1's webhook is down: its alert is recorded, delivered to nobody
+    monkeypatch.setenv("CBM_TEAMS_WEBHOOK", f"http://127.0.0.1:{closed_port()}{WORKFLOW_PATH}?{SECRET_QUERY}")
+    [undelivered] = fail("host-1-run")
+    assert not undelivered.delivered
+    # host 2 fails the table again: nobody was told, so it alerts
+    monkeypatch.setenv("CBM_TEAMS_WEBHOOK", recorder.workflow_url())
+    assert [d.delivered for d in fail("host-2-run")] == [True]
+    # host 3 of the same night: host 2's card was delivered, not re-sent
+    assert fail("host-3-run") == []
+    assert len(recorder.posts) == 1 and facts_of(card_of(recorder.posts[0]))["Run id"] == "host-2-run"
+    # another batch is another failure
+    monkeypatch.setattr(runlog, "RUN_ID", "host-3-run")
+    runlog.write_log_now(target, "lignecli", "load_staging", "failed", batch="b8", mode="full", error="DataError")
+    assert notify_failure(table="lignecli", step="load_staging", batch="b8", mode="full", error="DataError: dup",
+                          run_id="host-3-run", target=target) != []
+    assert len(recorder.posts) == 2
