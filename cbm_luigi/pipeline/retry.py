@@ -176,6 +176,16 @@ class SourceBreaker:
         else:
             log.info("%s: the source answers a probe; the failure is specific to this table", table)
 
+    def call(self, fn: Callable[[], T], *, table: str, what: str, probe: Callable[[], None],
+             on_retry: Callable[[int, float, BaseException], None] | None = None) -> T:
+        """``fn()`` with its transient errors retried (:func:`call_with_retry`, ``"<table>: <what>"`` in the log);
+        the error that ends the retries is told to the breaker (:meth:`record_failure`), then raised."""
+        try:
+            return call_with_retry(fn, what=f"{table}: {what}", on_retry=on_retry)
+        except Exception as exc:
+            self.record_failure(table, exc, probe=probe)
+            raise
+
     def _cleanup_old(self, days: float = 7.0) -> None:
         cutoff = time.time() - days * 86400
         for p in self.state_dir.glob("source-*.json"):

@@ -290,11 +290,8 @@ def read_extract(task: TableStep, spec: TableSpec, window: Window, out_dir: Path
         return run_isolated(attempt, table=spec.table_name,
                             lock=None if in_task_process else luigi.worker.fork_lock)
 
-    try:
-        return call_with_retry(isolated, what=f"{spec.table_name}: extract", on_retry=task.retrying)
-    except Exception as exc:
-        breaker.record_failure(spec.table_name, exc, probe=lambda: probe_source(s))
-        raise
+    return breaker.call(isolated, table=spec.table_name, what="extract", probe=lambda: probe_source(s),
+                        on_retry=task.retrying)
 
 
 def log_extract(task: TableStep, spec: TableSpec, manifest: Manifest) -> None:
@@ -347,11 +344,8 @@ class PartitionBounds(TableStep):
             with open_source(s) as source:
                 return plan_partitions(spec, source, window, self.parts, started=started)
 
-        try:
-            plan = call_with_retry(attempt, what=f"{spec.table_name}: partition bounds", on_retry=self.retrying)
-        except Exception as exc:
-            breaker.record_failure(spec.table_name, exc, probe=lambda: probe_source(s))
-            raise
+        plan = breaker.call(attempt, table=spec.table_name, what="partition bounds", probe=lambda: probe_source(s),
+                            on_retry=self.retrying)
         write_plan(plan, Path(self.output().path))
         self.status(f"{spec.table_name}: {self.parts} key ranges of {plan.key_column} ({plan.key_min}.."
                     f"{plan.key_max})")
