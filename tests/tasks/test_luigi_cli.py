@@ -269,8 +269,11 @@ import cbm_luigi.tasks  # noqa: F401  (holds pandas off)
 import pyarrow as pa, pyarrow.compute as pc
 assert pc.sum(pc.equal(pa.array([1, 2, None]), 1)).as_py() == 1 and pa.scalar("é").as_py() == "é"
 assert "pandas" not in sys.modules, "converted Python values imported pandas"
-frame = pa.table({"a": [1, 2], "b": ["x", None]}).to_pandas()  # pyarrow's own pandas path imports it when asked
-import pandas as pd
+import pandas as pd  # whoever imports it later: pyarrow's pandas integration as without the hold-off
+assert pa.array(pd.Series([1, 2, None], dtype="Int64")).type == pa.int64()
+stamps = pd.Series(pd.to_datetime(["2026-12-06 10:00:00.123456789"]).tz_localize("UTC"))
+assert pa.array(stamps).type == pa.timestamp("ns", tz="UTC")
+frame = pa.table({"a": [1, 2], "b": ["x", None]}).to_pandas()
 back = pa.Table.from_pandas(frame, preserve_index=False)
 assert back.column("a").to_pylist() == [1, 2] and back.column("b").to_pylist() == ["x", None], back
 assert pa.array(pd.Series([1.5, None])).to_pylist() == [1.5, None]
