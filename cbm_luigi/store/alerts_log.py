@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from cbm_luigi.config.secrets import redact_text, secret_values
 from cbm_luigi.destinations.client import Target
+from cbm_luigi.destinations.dialect import Dialect
 from cbm_luigi.store.schema import ETL_ALERTS, ETL_LOG
 
 
@@ -41,6 +42,20 @@ class DeliveryRecord(Protocol):
     def delivered(self) -> bool: ...
     @property
     def note(self) -> str: ...
+
+
+def failure_alerted_sql(d: Dialect) -> str:
+    """The latest alert of type ``:a`` about table ``:t``, delivered (``:true``) since ``:since`` by a run other
+    than ``:r`` that logged a ``:failed`` row of that table in batch ``:b`` (etl.ETL_Log): its RunId and SentTs."""
+    q = d.quote
+    a, lg = q("a"), q("l")  # quoted aliases: a three-part column name is deprecated on SQL Server
+    alerts, runs = d.qualified(ETL_ALERTS.schema, ETL_ALERTS.name), d.qualified(ETL_LOG.schema, ETL_LOG.name)
+    return (f"SELECT {a}.{q('RunId')}, {a}.{q('SentTs')} FROM {alerts} {a} "
+            f"WHERE {a}.{q('AlertType')} = :a AND {a}.{q('TableName')} = :t "
+            f"AND {a}.{q('SentTs')} >= :since AND {a}.{q('RunId')} <> :r AND {a}.{q('Delivered')} = :true "
+            f"AND EXISTS (SELECT 1 FROM {runs} {lg} WHERE {lg}.{q('RunId')} = {a}.{q('RunId')} "
+            f"AND {lg}.{q('TableName')} = :t AND {lg}.{q('Batch')} = :b AND {lg}.{q('Status')} = :failed) "
+            f"ORDER BY {a}.{q('SentTs')} DESC")
 
 
 class AlertLog:
@@ -77,16 +92,8 @@ class AlertLog:
         that logged a failure of ``table`` in ``batch`` (etl.ETL_Log), or None: the same failure alerted by another
         host (or process) of the same batch while this run was running.  One that reached no channel does not
         count: then nobody was told."""
-        q = self.d.quote
-        alerts, runs = self.table, self.d.qualified(ETL_LOG.schema, ETL_LOG.name)
         row = self.target.fetchone(
-            f"SELECT {alerts}.{q('RunId')}, {alerts}.{q('SentTs')} FROM {alerts} "
-            f"WHERE {alerts}.{q('AlertType')} = :a AND {alerts}.{q('TableName')} = :t "
-            f"AND {alerts}.{q('SentTs')} >= :since AND {alerts}.{q('RunId')} <> :r "
-            f"AND {alerts}.{q('Delivered')} = :true "
-            f"AND EXISTS (SELECT 1 FROM {runs} WHERE {runs}.{q('RunId')} = {alerts}.{q('RunId')} "
-            f"AND {runs}.{q('TableName')} = :t AND {runs}.{q('Batch')} = :b AND {runs}.{q('Status')} = :failed) "
-            f"ORDER BY {alerts}.{q('SentTs')} DESC",
+            failure_alerted_sql(self.d),
             {"a": alert_type, "t": table, "since": since, "r": run_id, "true": True, "b": batch, "failed": "failed"})
         if not row:
             return None

@@ -38,7 +38,7 @@ from cbm_luigi.model.types import (
 )
 from cbm_luigi.pipeline import merge as load
 from cbm_luigi.pipeline.extract import Manifest
-from cbm_luigi.store import runlog, staging_state
+from cbm_luigi.store import alerts_log, runlog, staging_state
 from cbm_luigi.store.mssql_scripts import scripts
 from cbm_luigi.store.schema import init_statements
 from cbm_luigi.store.views import monitoring_views
@@ -228,6 +228,8 @@ def statements() -> dict[str, str]:
         "revive_key_scan": D.revive_sql(SPEC, D.keys_table(SPEC)),
         "merge_transaction_key_scan": key_scan_merge_transaction(),
         "staging_state": staging_statements(),
+        # a failure another host of the same batch alerted already (alerts/notify.py)
+        "failure_alerted_by_another_run": alerts_log.failure_alerted_sql(D),
         "merge_transaction_new_table": merge_transaction([]),
         "merge_transaction_drift": merge_transaction([c for c in ods_cols if c != "blob"]),
         "create_hist": D.create_table_sql("hist", HIST_SPEC.sql_name, D.history_columns(HIST_SPEC),

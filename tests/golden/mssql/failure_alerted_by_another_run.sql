@@ -1,0 +1,1 @@
+SELECT [a].[RunId], [a].[SentTs] FROM [etl].[ETL_Alerts] [a] WHERE [a].[AlertType] = :a AND [a].[TableName] = :t AND [a].[SentTs] >= :since AND [a].[RunId] <> :r AND [a].[Delivered] = :true AND EXISTS (SELECT 1 FROM [etl].[ETL_Log] [l] WHERE [l].[RunId] = [a].[RunId] AND [l].[TableName] = :t AND [l].[Batch] = :b AND [l].[Status] = :failed) ORDER BY [a].[SentTs] DESC
