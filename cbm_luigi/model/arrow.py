@@ -75,6 +75,8 @@ class _ThenTellPyarrow(importlib.abc.Loader):
             pyarrow.lib._pandas_api.pd  # noqa: B018 - the property's side effect: pandas recorded as there
 
     def __getattr__(self, name: str) -> Any:  # resource readers and the rest of the loader's interface
+        if name == "_loader":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 
