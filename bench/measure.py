@@ -77,10 +77,28 @@ class RawRead:
     rows: int
     seconds: float
     batches: int
+    machine_cpu: float | None = None  # busy CPU seconds of the whole machine during the read (every process)
 
     @property
     def rate(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (every core, every process: the pipeline, the
+    source and target servers), from /proc/stat; None where there is none."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _busy_since(start: float | None) -> float | None:
+    end = machine_busy_seconds()
+    return None if start is None or end is None else round(end - start, 2)
 
 
 def raw_read(spec: Any, settings: Any, window: Any = None) -> RawRead:
@@ -90,6 +108,7 @@ def raw_read(spec: Any, settings: Any, window: Any = None) -> RawRead:
     from cbm_luigi.pipeline.sources import OdbcSource, open_source
     from cbm_luigi.pipeline.sources.flavors import Window
 
+    busy = machine_busy_seconds()
     started = time.perf_counter()
     source = open_source(settings)
     if not isinstance(source, OdbcSource):
@@ -102,7 +121,7 @@ def raw_read(spec: Any, settings: Any, window: Any = None) -> RawRead:
             batches += 1
     finally:
         source.close()
-    return RawRead(rows, time.perf_counter() - started, batches)
+    return RawRead(rows, time.perf_counter() - started, batches, _busy_since(busy))
 
 
 # -- luigi runs -------------------------------------------------------------------------------------------------
@@ -124,6 +143,7 @@ class Run:
     updated: int | None = None
     log_rows: int = 0
     cpu_seconds: float = 0.0  # user + system CPU of the luigi process (the servers' CPU is not in it)
+    machine_cpu: float | None = None  # busy CPU seconds of the whole machine during the run (servers included)
     load_average: str = ""  # the machine's 1-minute load average when the run ended
     tables: int | None = None  # tables merged (a cbm-etl run --all)
 
@@ -162,12 +182,14 @@ def run_command(label: str, cmd: list[str], env: Mapping[str, str], workdir: Pat
     child_env = {**os.environ, **env, "CBM_RUN_ID": run_id, "LUIGI_CONFIG_PATH": str(REPO / "luigi.cfg")}
     log.info("%s: %s", label, " ".join(cmd))
     report = log_file.with_suffix(".rusage.json")
+    busy = machine_busy_seconds()
     with open(log_file, "wb") as out:
         subprocess.run([sys.executable, str(Path(__file__).with_name("launch.py")), str(report), *cmd],
                        cwd=workdir, env=child_env, stdout=out, stderr=subprocess.STDOUT, check=False)
     figures = json.loads(report.read_text(encoding="utf-8"))
     return Run(label, figures["seconds"], figures["returncode"], figures["max_rss_kb"] / 1024, run_id, log_file,
-               cpu_seconds=figures["cpu_seconds"], load_average=f"{os.getloadavg()[0]:.2f}")
+               cpu_seconds=figures["cpu_seconds"], load_average=f"{os.getloadavg()[0]:.2f}",
+               machine_cpu=_busy_since(busy))
 
 
 def read_run_log(run: Run, target_url: str, table: str) -> Run:

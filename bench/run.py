@@ -399,6 +399,7 @@ def _figures(args: argparse.Namespace, table: Any, big: Any, raw: dict[str, Any]
                 "updated": r.updated, "rows_per_s": r.rate(), "peak_rss_mb": round(r.max_rss_mb, 1),
                 "steps": r.steps, "log_rows": r.log_rows, "returncode": r.returncode,
                 "cpu_seconds": round(r.cpu_seconds, 2), "load_average": r.load_average,
+                "machine_cpu_seconds": r.machine_cpu,
             })
         full, nochange, changed, scaled, keyscan = (res.run(x) for x in (FULL, NOCHANGE, CHANGE, BIG, KEYSCAN))
         ratios = {
@@ -442,6 +443,9 @@ def _print(f: dict[str, Any]) -> None:
           f"{m['bytecode']}")
     r = f["raw_read"]
     line = f"raw ODBC read into Arrow (the limit): {r['seconds']:.2f} s, {r['rows_per_s']:,.0f} rows/s"
+    if r.get("machine_cpu") is not None:
+        line += (f" (machine busy {r['machine_cpu']:.1f} cpu-s: {r['machine_cpu'] / r['seconds']:.1f} of "
+                 f"{os.cpu_count()} cores)")
     if f["raw_read_scaled"]:
         s = f["raw_read_scaled"]
         line += f"; {s['rows']:,} rows: {s['seconds']:.2f} s, {s['rows_per_s']:,.0f} rows/s"
@@ -451,12 +455,13 @@ def _print(f: dict[str, Any]) -> None:
         for run in t["runs"]:
             steps = run["steps"]
             rows.append((kind, run["run"], _fmt(run["rows"], ","), _fmt(run["seconds"], ".2f"),
-                         _fmt(run["cpu_seconds"], ".1f"), _fmt(run["rows_per_s"]), _fmt(run["peak_rss_mb"]),
+                         _fmt(run["cpu_seconds"], ".1f"), _fmt(run.get("machine_cpu_seconds"), ".1f"),
+                         _fmt(run["rows_per_s"]), _fmt(run["peak_rss_mb"]),
                          *(_fmt(steps.get(s), ".2f")
                            for s in ("extract", "key_scan", "transform", "load_staging", "merge_ods")),
                          run.get("load_average") or "-"))
-    print_table(("target", "run", "rows", "seconds", "cpu s", "rows/s", "peak RSS MB", "extract s", "key scan s",
-                 "transform s", "staging s", "merge s", "load"), rows)
+    print_table(("target", "run", "rows", "seconds", "cpu s", "machine cpu s", "rows/s", "peak RSS MB", "extract s",
+                 "key scan s", "transform s", "staging s", "merge s", "load"), rows)
     print()
     names = list(f["targets"])
     ratio_rows = []
@@ -475,6 +480,15 @@ def _print(f: dict[str, Any]) -> None:
             cells.append(_fmt(v, fmt) + ("x" if fmt == ".2f" and v is not None else ""))
         ratio_rows.append((label, *cells, target))
     print_table(("ratio", *names, "target"), ratio_rows)
+    print()
+    # the floor the cores set: a full load's busy CPU (every process, the servers' included) spread over every core
+    for n in names:
+        full = next((run for run in f["targets"][n]["runs"] if run["run"] == FULL), None)
+        busy = full.get("machine_cpu_seconds") if full else None
+        if busy and r["seconds"]:
+            floor = busy / (os.cpu_count() or 1)
+            print(f"cpu bound {n}: the full load kept the machine busy {busy:.1f} cpu-s; on {os.cpu_count()} cores no "
+                  f"run of it takes less than {floor:.2f} s = {floor / r['seconds']:.2f}x the raw read")
     print()
     for n in names:
         o = f["targets"][n]["nochange_overhead"]

@@ -82,6 +82,12 @@ def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, caps
         assert "incremental + key scan / full" in printed and "key scan s" in printed
         assert figures["raw_read"]["rows"] == ROWS and figures["raw_read"]["seconds"] > 0
         assert figures["raw_read_scaled"]["rows"] == ROWS * SCALE
+        # the machine's busy CPU (every process): the read's cores, and the floor the cores set for a full load
+        read_cpu = figures["raw_read"]["machine_cpu"]
+        assert read_cpu > 0 and re.search(r"machine busy \d+\.\d cpu-s: \d+\.\d of \d+ cores", printed), printed
+        for kind in ("postgresql", "duckdb"):
+            assert re.search(rf"cpu bound {kind}: the full load kept the machine busy \d+\.\d cpu-s; on \d+ cores "
+                             r"no run of it takes less than \d+\.\d\d s = \d+\.\d\dx the raw read", printed), printed
         assert set(figures["targets"]) == {"postgresql", "duckdb"}
         for kind, t in figures["targets"].items():
             runs = {r["run"]: r for r in t["runs"]}
@@ -89,7 +95,7 @@ def test_bench_tiny_run(pg_conninfo: str, odbc_driver: str, tmp_path: Path, caps
             full = runs["full load"]
             assert full["inserted"] == ROWS and full["returncode"] == 0
             assert {"extract", "transform", "load_staging", "merge_ods"} <= set(full["steps"])
-            assert full["peak_rss_mb"] > 0 and full["seconds"] > 0
+            assert full["peak_rss_mb"] > 0 and full["seconds"] > 0 and full["machine_cpu_seconds"] > 0
             assert runs["same batch again"]["log_rows"] == 0  # nothing ran
             assert runs["incremental, no change"]["rows"] == 0
             changed = runs["incremental, changed rows"]
