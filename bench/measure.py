@@ -92,7 +92,8 @@ def machine_busy_seconds() -> float | None:
     except (OSError, ValueError):
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
-    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is inside user)
+    busy = sum(fields[:7]) - idle  # user nice system (idle iowait) irq softirq; not steal (another VM's), guest
+    # time is inside user
     return busy / os.sysconf("SC_CLK_TCK")
 
 
