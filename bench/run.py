@@ -162,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.workdir:
                 shutil.rmtree(workdir, ignore_errors=True)
     total = time.perf_counter() - started
-    figures = _figures(args, table, big, raw, results, {**machine(), "load_average_at_start": load_at_start, "bytecode": bytecode}, total,
-                       small)
+    measured_on = {**machine(), "load_average_at_start": load_at_start, "bytecode": bytecode}
+    figures = _figures(args, table, big, raw, results, measured_on, total, small)
     figures["partitioned"] = partitioned
     _print(figures)
     from bench.partitioned import print_figures as print_partitioned

@@ -2,8 +2,8 @@
 
 Global checks: Python packages and the package's cached bytecode, settings and ``.env``, the ODBC driver manager
 and the drivers (or DSNs) named by the connection strings (the installed ones are listed), source and target
-reachable (each within a short timeout), metadata objects present, free disk for the parquet cache, alert channels, and the Luigi central
-scheduler when one is configured.  Per table (``cbm-etl preflight produit``): the config.ETL_Tables row loads,
+reachable (each within a short timeout), metadata objects present, free disk for the parquet cache, alert
+channels, and the Luigi central scheduler when one is configured.  Per table (``cbm-etl preflight produit``): the config.ETL_Tables row loads,
 the primary-key and modification columns exist in the source catalog, and config.ETL_Columns matches the
 catalog (a loaded column gone from the source is a FAIL: the extraction would fail).
 

@@ -44,6 +44,13 @@ class DeliveryRecord(Protocol):
     def note(self) -> str: ...
 
 
+def _as_datetime(value: Any) -> datetime | None:
+    """A timestamp as the drivers return it (a datetime, or its ISO text) as a datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
 def failure_alerted_sql(d: Dialect) -> str:
     """The latest alert of type ``:a`` about table ``:t``, delivered (``:true``) since ``:since`` by a run other
     than ``:r`` that logged a ``:failed`` row of that table in batch ``:b`` (etl.ETL_Log): its RunId and SentTs."""
@@ -97,7 +104,8 @@ class AlertLog:
             {"a": alert_type, "t": table, "since": since, "r": run_id, "true": True, "b": batch, "failed": "failed"})
         if not row:
             return None
-        sent = row[1] if isinstance(row[1], datetime) else datetime.fromisoformat(str(row[1]))
+        sent = _as_datetime(row[1])
+        assert sent is not None  # SentTs is NOT NULL
         return str(row[0]), sent
 
     def last_sent(self, alert_type: str, *, table: str | None = None, severity: str | None = None,
@@ -117,7 +125,4 @@ class AlertLog:
             params["true"] = True
         row = self.target.fetchone(f"SELECT MAX({q('SentTs')}) FROM {self.table} WHERE {' AND '.join(where)}",
                                    params)
-        v = row[0] if row else None
-        if v is None or isinstance(v, datetime):
-            return v
-        return datetime.fromisoformat(str(v))
+        return _as_datetime(row[0] if row else None)
